@@ -1,0 +1,43 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+PKG    := function_app.py shared devstack
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test lint format typecheck settings clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+setup: $(STAMP)  ## create .venv and install the pinned dependencies
+
+run: setup  ## start the dev stack (Entra + Dataverse emulators, API host) with demo data
+	$(BIN)/python -m devstack run
+
+test: setup lint typecheck  ## lint, type-check and run the whole test suite
+	$(BIN)/python -m pytest
+
+lint: setup  ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup  ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: setup  ## mypy (strict) on the package
+	$(BIN)/mypy
+
+settings: setup  ## write local.settings.json for Core Tools from the running stack
+	$(BIN)/python -m devstack settings
+
+clean:  ## remove the virtualenv, generated keys and caches
+	rm -rf $(VENV) .devstack .pytest_cache .mypy_cache .ruff_cache

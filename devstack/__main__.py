@@ -1,0 +1,164 @@
+"""The dev stack's command line.
+
+python -m devstack run                      start emulators + API host (what `make run` does)
+python -m devstack token --user alice       print a user access token for the API
+python -m devstack token --app dealer-sync  print an application access token for the API
+python -m devstack call --user alice GET /api/health
+python -m devstack settings                 write local.settings.json for Core Tools
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+from devstack.config import Ports, read_env, stack_dir
+
+
+def _run(args: argparse.Namespace) -> int:
+    from devstack.stack import start_stack
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    folder = stack_dir()
+    running = start_stack(folder, ports=Ports.from_env(), db_path=folder / "dataverse.sqlite")
+    print(banner(running.settings), flush=True)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    print("\nStopping the dev stack...", flush=True)
+    running.stop()
+    print("Stopped.", flush=True)
+    return 0
+
+
+def banner(settings: dict[str, str]) -> str:
+    py = ".venv/bin/python"
+    api = settings["DEVSTACK_API_URL"]
+    key = settings["DEVSTACK_SUBSCRIPTION_KEY"]
+    return f"""
+================================================================================
+ central API dev stack is running                          (Ctrl-C stops it)
+
+   API host            {api}/api/
+   Entra ID emulator   {settings["DEVSTACK_ENTRA_URL"]}/{settings["AZURE_TENANT_ID"]}/v2.0
+   Dataverse emulator  {settings["DEVSTACK_DATAVERSE_URL"]}/api/data/v9.2/
+   Settings            {settings["DEVSTACK_DIR"]}/stack.env
+   CA bundle           {settings["REQUESTS_CA_BUNDLE"]}
+   Subscription key    {key}   (subscription "demo-portal")
+
+ Try it (in another terminal, from this folder):
+
+   # a user token (alice, signed in to the "portal" client app) and an app token
+   TOKEN=$({py} -m devstack token --user alice)
+   APP_TOKEN=$({py} -m devstack token --app dealer-sync)
+
+   # call the API with it, as a client app would
+   curl -s {api}/api/health -H "Ocp-Apim-Subscription-Key: {key}" -H "Authorization: Bearer $TOKEN"
+
+   # or let the CLI do all three steps
+   {py} -m devstack call --user alice GET /api/health
+   {py} -m devstack call --app dealer-sync GET /api/health
+
+ Users: alice, bob, carol, dave   Client apps: portal, reporting, dealer-sync, no-access
+================================================================================
+"""
+
+
+def _token(args: argparse.Namespace) -> int:
+    from devstack.client import DevClient
+
+    client = DevClient.from_stack()
+    if args.app:
+        print(client.app_token(args.app))
+    else:
+        print(client.user_token(args.user, client=args.client, scopes=args.scope))
+    return 0
+
+
+def _call(args: argparse.Namespace) -> int:
+    from devstack.client import DevClient
+
+    client = DevClient.from_stack()
+    token: str | None = None
+    if args.app:
+        token = client.app_token(args.app)
+    elif args.user:
+        token = client.user_token(args.user, client=args.client, scopes=args.scope)
+    body: Any = json.loads(args.data) if args.data else None
+    headers = dict(h.split(":", 1) for h in args.header)
+    response = client.call(args.method, args.path, token=token, body=body, headers=headers)
+    print(f"HTTP {response.status_code}", file=sys.stderr)
+    for name in ("Content-Type", "ETag", "WWW-Authenticate", "Retry-After", "x-correlation-id"):
+        if name in response.headers:
+            print(f"{name}: {response.headers[name]}", file=sys.stderr)
+    try:
+        print(json.dumps(response.json(), indent=2, ensure_ascii=False))
+    except ValueError:
+        print(response.text)
+    return 0 if response.ok else 1
+
+
+def _settings(args: argparse.Namespace) -> int:
+    """local.settings.json for `func start`, from the running stack's stack.env."""
+    settings = read_env(stack_dir() / "stack.env")
+    values = {"FUNCTIONS_WORKER_RUNTIME": "python", "AzureWebJobsStorage": ""}
+    values |= {k: v for k, v in settings.items() if not k.startswith("DEVSTACK_")}
+    path = stack_dir().parent / "local.settings.json"
+    path.write_text(json.dumps({"IsEncrypted": False, "Values": values}, indent=2) + "\n")
+    path.chmod(0o600)
+    print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start the dev stack").set_defaults(func=_run)
+    sub.add_parser("settings", help="write local.settings.json for Core Tools").set_defaults(
+        func=_settings
+    )
+
+    def who(p: argparse.ArgumentParser, required: bool) -> None:
+        group = p.add_mutually_exclusive_group(required=required)
+        group.add_argument("--user", help="demo user: alice, bob, carol, dave")
+        group.add_argument("--app", help="confidential client app acting as itself")
+        p.add_argument("--client", default="portal", help="client app the user signs in to")
+        p.add_argument("--scope", nargs="+", help="scopes (default: .default)")
+
+    token = sub.add_parser("token", help="print an access token for the API")
+    who(token, required=True)
+    token.set_defaults(func=_token)
+
+    call = sub.add_parser("call", help="get a token and call the API")
+    who(call, required=False)
+    call.add_argument("method")
+    call.add_argument("path")
+    call.add_argument("--data", help="JSON request body")
+    call.add_argument("--header", "-H", action="append", default=[], help="extra 'Name: value'")
+    call.set_defaults(func=_call)
+
+    args = parser.parse_args(argv)
+    from devstack.client import ClientError
+
+    try:
+        return int(args.func(args))
+    except (FileNotFoundError, KeyError, ClientError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, ClientError) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""A client app, as the developer portal's steps 1–3 describe it, built on MSAL.
+
+Step 1 (request the right scopes) is the demo tenant's consent; step 2 (get a token) is MSAL
+against the Entra emulator; step 3 (call the API) is a request with the token and the
+subscription key. Nothing here is special to the emulator except the authority it points at.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msal
+import requests
+
+from devstack.config import read_env, stack_dir
+from devstack.pki import Material, ensure_material
+from devstack.tenant import Tenant, load_tenant
+
+
+class ClientError(Exception):
+    """Entra refused a token request; the message is Entra's error code and description."""
+
+
+@dataclass
+class DevClient:
+    tenant: Tenant
+    material: Material
+    settings: dict[str, str]
+
+    @classmethod
+    def from_stack(cls, folder: Path | None = None) -> DevClient:
+        folder = folder or stack_dir()
+        env_file = folder / "stack.env"
+        if not env_file.exists():
+            raise FileNotFoundError(
+                f"{env_file} does not exist: start the dev stack first (make run)"
+            )
+        settings = read_env(env_file)
+        tenant = load_tenant(dataverse_url=settings["DATAVERSE_URL"])
+        return cls(tenant, ensure_material(folder, tenant), settings)
+
+    @property
+    def authority(self) -> str:
+        return f"{self.settings['AZURE_AUTHORITY_HOST']}/{self.tenant.id}"
+
+    @property
+    def api_scope_prefix(self) -> str:
+        return f"api://{self.tenant.app('central-api').client_id}"
+
+    def _cache(self) -> msal.SerializableTokenCache:
+        cache = msal.SerializableTokenCache()
+        path = self.material.folder / "msal-cache.json"
+        if path.exists():
+            cache.deserialize(path.read_text())
+        return cache
+
+    def _save(self, cache: msal.SerializableTokenCache) -> None:
+        if cache.has_state_changed:
+            path = self.material.folder / "msal-cache.json"
+            path.write_text(cache.serialize())
+            path.chmod(0o600)
+
+    def user_token(
+        self, user: str, *, client: str = "portal", scopes: list[str] | None = None
+    ) -> str:
+        """An access token for our API, for `user` signed in to client app `client`."""
+        who = self.tenant.user(user)
+        app_reg = self.tenant.app(client)
+        full_scopes = [
+            s if "://" in s else f"{self.api_scope_prefix}/{s}" for s in scopes or [".default"]
+        ]
+        cache = self._cache()
+        credential = self.material.client_secret(client) if app_reg.confidential else None
+        app: Any = (
+            msal.ConfidentialClientApplication if credential else msal.PublicClientApplication
+        )(
+            app_reg.client_id,
+            client_credential=credential,
+            authority=self.authority,
+            instance_discovery=False,
+            verify=self.settings["REQUESTS_CA_BUNDLE"],
+            token_cache=cache,
+        )
+        accounts = app.get_accounts(username=who.upn)
+        result = app.acquire_token_silent(full_scopes, account=accounts[0]) if accounts else None
+        if not result:
+            # A real client app signs the user in interactively; a script cannot, so it uses the
+            # resource-owner password grant, which MSAL marks deprecated for public clients.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                result = app.acquire_token_by_username_password(
+                    who.upn, self.material.password(user), scopes=full_scopes
+                )
+        self._save(cache)
+        return _access_token(result)
+
+    def app_token(self, client: str) -> str:
+        """An application token for our API, for confidential client app `client`."""
+        app_reg = self.tenant.app(client)
+        app = msal.ConfidentialClientApplication(
+            app_reg.client_id,
+            client_credential=self.material.client_secret(client),
+            authority=self.authority,
+            instance_discovery=False,
+            verify=self.settings["REQUESTS_CA_BUNDLE"],
+            token_cache=self._cache(),
+        )
+        result = app.acquire_token_for_client([f"{self.api_scope_prefix}/.default"])
+        self._save(app.token_cache)
+        return _access_token(result)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        subscription_key: str | None = None,
+    ) -> requests.Response:
+        """Step 3: call the API with the token and the demo subscription key."""
+        sent = {
+            "Ocp-Apim-Subscription-Key": subscription_key
+            or self.settings["DEVSTACK_SUBSCRIPTION_KEY"]
+        }
+        if token:
+            sent["Authorization"] = f"Bearer {token}"
+        sent.update(headers or {})
+        url = self.settings["DEVSTACK_API_URL"].rstrip("/") + "/" + path.lstrip("/")
+        return requests.request(
+            method.upper(),
+            url,
+            headers=sent,
+            data=None if body is None else json.dumps(body),
+            timeout=60,
+            verify=self.settings["REQUESTS_CA_BUNDLE"],
+        )
+
+
+def _access_token(result: dict[str, Any] | None) -> str:
+    if not result or "access_token" not in result:
+        result = result or {}
+        description = str(result.get("error_description", "")).split("\r\n", 1)[0]
+        raise ClientError(f"{result.get('error', 'no token')}: {description}")
+    return str(result["access_token"])

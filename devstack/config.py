@@ -1,0 +1,96 @@
+"""Where the dev stack lives and the settings it hands to the API.
+
+`.devstack/stack.env` (KEY=value lines) holds every setting the API host runs with, so that
+scripts, tests and a Core Tools run (`func start`) reuse the same values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import certifi
+
+from devstack.pki import Material
+from devstack.tenant import Tenant
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def stack_dir() -> Path:
+    return Path(os.environ.get("DEVSTACK_DIR", ROOT / ".devstack")).resolve()
+
+
+@dataclass(frozen=True)
+class Ports:
+    entra: int = 7443
+    dataverse: int = 7444
+    api: int = 7071
+
+    @classmethod
+    def from_env(cls) -> Ports:
+        return cls(
+            entra=int(os.environ.get("DEVSTACK_ENTRA_PORT", cls.entra)),
+            dataverse=int(os.environ.get("DEVSTACK_DATAVERSE_PORT", cls.dataverse)),
+            api=int(os.environ.get("DEVSTACK_API_PORT", cls.api)),
+        )
+
+
+def write_ca_bundle(material: Material) -> Path:
+    """Public roots plus the local CA: dev processes reach both the emulators and the world."""
+    bundle = material.folder / "ca-bundle.pem"
+    bundle.write_text(
+        Path(certifi.where()).read_text() + "\n" + material.ca_cert.read_text(), encoding="ascii"
+    )
+    return bundle
+
+
+def api_settings(
+    tenant: Tenant,
+    material: Material,
+    *,
+    entra_url: str,
+    dataverse_url: str,
+    api_url: str,
+) -> dict[str, str]:
+    """Every setting the API host runs with against the dev stack (local.settings.json.example)."""
+    api = tenant.app("central-api")
+    bundle = write_ca_bundle(material)
+    keys = material.subscription_keys
+    return {
+        "AZURE_TENANT_ID": tenant.id,
+        "AZURE_AUTHORITY_HOST": entra_url,
+        "API_CLIENT_ID": api.client_id,
+        "API_CLIENT_SECRET": material.client_secret("central-api"),
+        "DATAVERSE_URL": dataverse_url,
+        "SUBSCRIPTION_KEYS": json.dumps(keys, separators=(",", ":")),
+        "REQUESTS_CA_BUNDLE": str(bundle),
+        # Not read by the API: for scripts, tests and the banner.
+        "DEVSTACK_DIR": str(material.folder),
+        "DEVSTACK_API_URL": api_url,
+        "DEVSTACK_ENTRA_URL": entra_url,
+        "DEVSTACK_DATAVERSE_URL": dataverse_url,
+        "DEVSTACK_SUBSCRIPTION_KEY": keys["demo-portal"][0],
+    }
+
+
+def write_env(path: Path, settings: dict[str, str]) -> None:
+    lines = ["# Written by the dev stack (python -m devstack run). Secrets: do not commit."]
+    for key, value in settings.items():
+        if "\n" in value:
+            raise ValueError(f"{key}: a setting cannot span lines")
+        lines.append(f"{key}={value}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.chmod(0o600)
+
+
+def read_env(path: Path) -> dict[str, str]:
+    settings: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            settings[key.strip()] = value
+    return settings

@@ -1,0 +1,276 @@
+"""The emulators' control plane: request log, fault injection, reset.
+
+Each emulator wraps its Starlette app in `ControlPlane.wrap(app)` and mounts
+`ControlPlane.routes()` (plus its own extra routes) under `/_emulator/`. Control routes answer
+only to loopback clients; they are neither logged nor subject to faults.
+
+Routes:
+    GET    /_emulator/requests          recent requests, oldest first (`?since=<seq>` to page)
+    DELETE /_emulator/requests          forget them
+    GET    /_emulator/faults            active fault rules
+    POST   /_emulator/faults            add a rule (see `Fault`); answers the rule with its id
+    DELETE /_emulator/faults            remove every rule
+    DELETE /_emulator/faults/{id}       remove one rule
+    POST   /_emulator/reset             clear log and faults, and the emulator's own runtime state
+
+Handlers tell the log who the caller was by setting `request.state.caller` (for example
+`{"oid": ...}` or `{"appid": ...}`) and, on Entra, `request.state.grant_type`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import itertools
+import json
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+PREFIX = "/_emulator"
+LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
+
+
+@dataclass
+class Fault:
+    """One fault rule. A request matches when its path matches `path` (a glob, `*` crossing `/`)
+    and, if given, its method. Then, unless the rule is used up (`count`) or the dice say no
+    (`fraction`):
+
+    - wait `delay_ms` first (a delay with no `status` and no `action` just slows the request);
+    - `action = "reset"`: drop the connection without an answer;
+    - `action = "garbage"`: answer 200 with a body that is not JSON;
+    - `status`: answer it with `body` (JSON value, or text when a string) and `headers`,
+      plus `Retry-After` when `retry_after` is set.
+    """
+
+    path: str = "*"
+    method: str | None = None
+    status: int | None = None
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_ms: int = 0
+    retry_after: int | None = None
+    action: str | None = None
+    count: int | None = None
+    fraction: float = 1.0
+    id: int = 0
+    hits: int = 0
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Fault:
+        allowed = set(cls.__dataclass_fields__) - {"id", "hits"}
+        unknown = set(data) - allowed
+        if unknown:
+            raise ValueError(f"unknown fault fields: {sorted(unknown)}")
+        fault = cls(**data)
+        if fault.action not in (None, "reset", "garbage"):
+            raise ValueError("action must be 'reset' or 'garbage'")
+        if not 0.0 <= fault.fraction <= 1.0:
+            raise ValueError("fraction must be between 0 and 1")
+        return fault
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method and self.method.upper() != method.upper():
+            return False
+        return fnmatch.fnmatchcase(path, self.path)
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        name: str,
+        *,
+        on_reset: Callable[[], None] | None = None,
+        log_size: int = 20_000,
+    ) -> None:
+        self.name = name
+        self._on_reset = on_reset
+        self._lock = threading.Lock()
+        self._log: deque[dict[str, Any]] = deque(maxlen=log_size)
+        self._seq = itertools.count(1)
+        self._faults: list[Fault] = []
+        self._fault_ids = itertools.count(1)
+        self._random = random.Random()  # noqa: S311 - dice for fault fractions, not secrets
+
+    # --- state used by tests in-process as well as over HTTP --------------------------------
+
+    def requests(self, since: int = 0) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r for r in self._log if r["seq"] > since]
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._log.clear()
+
+    def add_fault(self, fault: Fault) -> Fault:
+        with self._lock:
+            fault.id = next(self._fault_ids)
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._log.clear()
+            self._faults.clear()
+        if self._on_reset:
+            self._on_reset()
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if not fault.matches(method, path):
+                    continue
+                if fault.count is not None and fault.hits >= fault.count:
+                    continue
+                if fault.fraction < 1.0 and self._random.random() >= fault.fraction:
+                    continue
+                fault.hits += 1
+                return fault
+        return None
+
+    # --- ASGI ---------------------------------------------------------------------------------
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http" or scope["path"].startswith(PREFIX):
+                await app(scope, receive, send)
+                return
+            await self._serve(app, scope, receive, send)
+
+        return wrapped
+
+    async def _serve(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        status: dict[str, int] = {"code": 0}
+
+        async def send_recording(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        fault = self._take_fault(scope["method"], scope["path"])
+        try:
+            if fault is not None:
+                if fault.delay_ms:
+                    await asyncio.sleep(fault.delay_ms / 1000)
+                if fault.action == "reset":
+                    status["code"] = -1  # no answer: the connection is dropped
+                    raise ConnectionAbortedError("fault injection: connection reset")
+                if fault.action == "garbage" or fault.status is not None:
+                    await _fault_response(fault)(scope, receive, send_recording)
+                    return
+            await app(scope, receive, send_recording)
+        finally:
+            state = scope.get("state", {})
+            entry = {
+                "seq": 0,
+                "time": time.time(),
+                "method": scope["method"],
+                "path": scope["path"],
+                "query": scope.get("query_string", b"").decode("latin-1"),
+                "status": status["code"],
+                "caller": state.get("caller"),
+                "grant_type": state.get("grant_type"),
+                "correlation_id": _header(scope, b"x-ms-correlation-request-id")
+                or _header(scope, b"client-request-id"),
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "fault": fault.id if fault else None,
+            }
+            with self._lock:
+                entry["seq"] = next(self._seq)
+                self._log.append(entry)
+
+    def routes(self, extra: list[Route] | None = None) -> list[Route]:
+        def guarded(
+            handler: Callable[[Request], Awaitable[Response]],
+        ) -> Callable[[Request], Awaitable[Response]]:
+            async def endpoint(request: Request) -> Response:
+                host = request.client.host if request.client else ""
+                if host not in LOOPBACK:
+                    return JSONResponse({"error": "control plane is loopback only"}, 403)
+                try:
+                    return await handler(request)
+                except (ValueError, TypeError) as exc:
+                    return JSONResponse({"error": str(exc)}, 400)
+
+            return endpoint
+
+        async def get_requests(request: Request) -> Response:
+            since = int(request.query_params.get("since", "0"))
+            return JSONResponse({"requests": self.requests(since)})
+
+        async def delete_requests(request: Request) -> Response:
+            self.clear_requests()
+            return Response(status_code=204)
+
+        async def get_faults(request: Request) -> Response:
+            with self._lock:
+                return JSONResponse({"faults": [asdict(f) for f in self._faults]})
+
+        async def post_fault(request: Request) -> Response:
+            data = await request.json()
+            if not isinstance(data, dict):
+                raise ValueError("a fault is a JSON object")
+            return JSONResponse(asdict(self.add_fault(Fault.from_json(data))), 201)
+
+        async def delete_faults(request: Request) -> Response:
+            self.clear_faults()
+            return Response(status_code=204)
+
+        async def delete_fault(request: Request) -> Response:
+            fault_id = int(request.path_params["id"])
+            with self._lock:
+                self._faults = [f for f in self._faults if f.id != fault_id]
+            return Response(status_code=204)
+
+        async def post_reset(request: Request) -> Response:
+            self.reset()
+            return Response(status_code=204)
+
+        routes = [
+            Route(f"{PREFIX}/requests", guarded(get_requests), methods=["GET"]),
+            Route(f"{PREFIX}/requests", guarded(delete_requests), methods=["DELETE"]),
+            Route(f"{PREFIX}/faults", guarded(get_faults), methods=["GET"]),
+            Route(f"{PREFIX}/faults", guarded(post_fault), methods=["POST"]),
+            Route(f"{PREFIX}/faults", guarded(delete_faults), methods=["DELETE"]),
+            Route(f"{PREFIX}/faults/{{id:int}}", guarded(delete_fault), methods=["DELETE"]),
+            Route(f"{PREFIX}/reset", guarded(post_reset), methods=["POST"]),
+        ]
+        for route in extra or []:
+            routes.append(Route(route.path, guarded(route.endpoint), methods=route.methods))
+        return routes
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _fault_response(fault: Fault) -> Response:
+    headers = dict(fault.headers)
+    if fault.retry_after is not None:
+        headers["Retry-After"] = str(fault.retry_after)
+    if fault.action == "garbage":
+        return Response(b"<html>\x00not json", 200, headers=headers, media_type="application/json")
+    assert fault.status is not None
+    if fault.body is None or isinstance(fault.body, str):
+        return Response(fault.body or "", fault.status, headers=headers, media_type="text/plain")
+    return Response(
+        json.dumps(fault.body), fault.status, headers=headers, media_type="application/json"
+    )

@@ -1,0 +1,78 @@
+"""Serve an ASGI app with uvicorn on a background thread, optionally over TLS.
+
+Used the same way by `make run` and by the test fixtures: bind a socket first (port 0 picks a
+free one), then serve on it, so the URL is known before any client starts.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+
+class ServerThread:
+    """A listening socket now, a server once `start(app)` is called."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        self.name = name
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._sock.bind((host, port))
+        except OSError as exc:
+            self._sock.close()
+            raise OSError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from exc
+        self._sock.listen(512)
+        self.port: int = self._sock.getsockname()[1]
+        self.scheme = "https" if tls else "http"
+        self._tls = tls
+        self._server: uvicorn.Server | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://localhost:{self.port}"
+
+    def _run(self) -> None:
+        assert self._server is not None
+        self._server.run(sockets=[self._sock])
+
+    def start(self, app: Any, timeout: float = 20.0) -> ServerThread:
+        """Serve `app`; the URL is known before this is called, so the app can be built with it."""
+        config = uvicorn.Config(
+            app,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_keep_alive=30,
+            ssl_certfile=str(self._tls[0]) if self._tls else None,
+            ssl_keyfile=str(self._tls[1]) if self._tls else None,
+        )
+        server = self._server = uvicorn.Server(config)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"{self.name} stopped while starting")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} did not start within {timeout} s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout)
+        self._sock.close()

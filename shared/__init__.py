@@ -1,0 +1,1 @@
+"""The code every function of the central API shares."""

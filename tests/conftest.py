@@ -1,0 +1,107 @@
+"""Shared fixtures: the dev stack's parts, started once per test session on free ports.
+
+`entra` and `dataverse` are the two emulators over real HTTPS with key material in a temporary
+folder; `stack` is the whole stack as `make run` starts it (`devstack.stack.start_stack`), with
+the API host in front.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from devstack.config import Ports, write_ca_bundle
+from devstack.pki import Material, ensure_material
+from devstack.server import ServerThread
+from devstack.stack import RunningStack, start_stack
+from devstack.tenant import Tenant, load_tenant
+
+
+@dataclass
+class Emulator:
+    url: str
+    app: Any  # the Starlette app; `app.state` holds the emulator's in-process handle
+    server: ServerThread
+
+
+@pytest.fixture(scope="session")
+def material(tmp_path_factory: pytest.TempPathFactory) -> Material:
+    return ensure_material(tmp_path_factory.mktemp("devstack"), load_tenant())
+
+
+@pytest.fixture(scope="session")
+def ca_bundle(material: Material) -> Path:
+    return write_ca_bundle(material)
+
+
+@pytest.fixture(scope="session")
+def _servers(material: Material) -> Iterator[tuple[ServerThread, ServerThread]]:
+    tls = (material.tls_cert, material.tls_key)
+    entra = ServerThread(name="entra-emulator", tls=tls)
+    dataverse = ServerThread(name="dataverse-emulator", tls=tls)
+    yield entra, dataverse
+    dataverse.stop()
+    entra.stop()
+
+
+@pytest.fixture(scope="session")
+def tenant(_servers: tuple[ServerThread, ServerThread]) -> Tenant:
+    return load_tenant(dataverse_url=_servers[1].url)
+
+
+@pytest.fixture(scope="session")
+def entra(
+    _servers: tuple[ServerThread, ServerThread], tenant: Tenant, material: Material
+) -> Emulator:
+    from devstack.entra import create_app
+
+    server = _servers[0]
+    app = create_app(tenant, material, base_url=server.url)
+    server.start(app)
+    return Emulator(server.url, app, server)
+
+
+@pytest.fixture(scope="session")
+def dataverse(
+    _servers: tuple[ServerThread, ServerThread],
+    tenant: Tenant,
+    material: Material,
+    entra: Emulator,
+    ca_bundle: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Emulator:
+    from devstack.dataverse import create_app
+
+    server = _servers[1]
+    app = create_app(
+        tenant,
+        material,
+        base_url=server.url,
+        entra_url=entra.url,
+        db_path=tmp_path_factory.mktemp("dataverse") / "dataverse.sqlite",
+        ca_bundle=ca_bundle,
+    )
+    server.start(app)
+    return Emulator(server.url, app, server)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """Everything, as `make run` starts it, including the API host serving function_app.py."""
+    folder = tmp_path_factory.mktemp("stack")
+    running = start_stack(folder, ports=Ports(0, 0, 0), db_path=folder / "dataverse.sqlite")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def http(ca_bundle: Path) -> Iterator[requests.Session]:
+    """A plain HTTP client that trusts the dev CA."""
+    with requests.Session() as session:
+        session.verify = str(ca_bundle)
+        yield session
