@@ -72,6 +72,11 @@ class Fault:
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}")
+        for name, types in _FAULT_TYPES.items():
+            if name in data and not isinstance(data[name], types):
+                raise ValueError(f"fault field {name!r} has the wrong type")
+        if not all(isinstance(v, str) for v in data.get("headers", {}).values()):
+            raise ValueError("fault headers are strings")
         fault = cls(**data)
         if fault.action not in (None, "reset", "garbage"):
             raise ValueError("action must be 'reset' or 'garbage'")
@@ -83,6 +88,19 @@ class Fault:
         if self.method and self.method.upper() != method.upper():
             return False
         return fnmatch.fnmatchcase(path, self.path)
+
+
+_FAULT_TYPES: dict[str, type | tuple[type, ...]] = {
+    "path": str,
+    "method": (str, type(None)),
+    "status": (int, type(None)),
+    "headers": dict,
+    "delay_ms": int,
+    "retry_after": (int, type(None)),
+    "action": (str, type(None)),
+    "count": (int, type(None)),
+    "fraction": (int, float),
+}
 
 
 class ControlPlane:
@@ -169,7 +187,8 @@ class ControlPlane:
                     await asyncio.sleep(fault.delay_ms / 1000)
                 if fault.action == "reset":
                     status["code"] = -1  # no answer: the connection is dropped
-                    raise ConnectionAbortedError("fault injection: connection reset")
+                    _abort_connection(receive)
+                    return
                 if fault.action == "garbage" or fault.status is not None:
                     await _fault_response(fault)(scope, receive, send_recording)
                     return
@@ -253,6 +272,18 @@ class ControlPlane:
         for route in extra or []:
             routes.append(Route(route.path, guarded(route.endpoint), methods=route.methods))
         return routes
+
+
+def _abort_connection(receive: Receive) -> None:
+    """Drop the TCP connection without an answer, as a crashed or reset peer would.
+
+    ASGI has no message for this, so reach the transport through uvicorn's request cycle (the
+    owner of `receive`); uvicorn is the only server the dev stack runs on.
+    """
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    if transport is None:
+        raise ConnectionAbortedError("fault injection: connection reset")
+    transport.abort()
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
