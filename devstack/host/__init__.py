@@ -1,0 +1,69 @@
+"""A local stand-in for the Azure Functions host and Python worker, for HTTP functions only.
+
+It serves any Python v2-model FunctionApp: `create_app("function_app")` imports the module from
+the repository root, reads `host.json` beside it, and answers HTTP as `func start` would;
+`FunctionsRouter.load(...)` gives the same routing and calling in process, without a socket.
+
+    from devstack.host import create_app
+    ServerThread(name="api-host", port=7071).start(create_app())
+
+What it reproduces, and where each rule lives:
+
+- indexing (route defaults, reserved routes, binding and parameter checks): `_functions`;
+- route templates and constraints, ASP.NET Core's: `_template`, `_constraints`;
+- route order, 404 on a method mismatch, the root page: `_router`;
+- the request the worker builds (decoded path, query and header joining): `_http`;
+- calling sync and async functions, `context`, turning results into responses: `_worker`,
+  `_context`;
+- HTTP limits (100 MB body, 4 KB URL), a body without Content-Length arriving empty, request
+  logging: `_asgi`;
+- host.json (`routePrefix`, `customHeaders`): `_settings`.
+
+Not reproduced: auth levels (every function is anonymous, as under Core Tools; no keys are
+checked), CORS, function timeouts, bindings other than the HTTP trigger and HTTP outputs,
+HTTP streaming (the `azurefunctions-extensions-http-fastapi` types).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devstack.host._asgi import MAX_BODY_SIZE, MAX_URL_LENGTH, HostApp
+from devstack.host._errors import FunctionLoadError, HostConfigError, HostError, RouteTemplateError
+from devstack.host._functions import HttpFunction
+from devstack.host._router import FunctionsRouter, Handled
+from devstack.host._settings import HostSettings, read_host_json
+
+
+def create_app(
+    function_app: str = "function_app",
+    *,
+    root: Path | None = None,
+    threads: int = 64,
+    max_body_size: int = MAX_BODY_SIZE,
+) -> HostApp:
+    """The ASGI app serving the FunctionApp in module `function_app`, imported from `root`
+    (default: the repository root); `app.router` is its in-process `FunctionsRouter`.
+
+    `threads` bounds how many sync function calls run at once. Raises FunctionLoadError when the
+    module cannot be imported or a function cannot be served, HostConfigError for host.json.
+    """
+    router = FunctionsRouter.load(function_app, root=root, threads=threads)
+    return HostApp(router, max_body_size=max_body_size)
+
+
+__all__ = [
+    "MAX_BODY_SIZE",
+    "MAX_URL_LENGTH",
+    "FunctionLoadError",
+    "FunctionsRouter",
+    "Handled",
+    "HostApp",
+    "HostConfigError",
+    "HostError",
+    "HostSettings",
+    "HttpFunction",
+    "RouteTemplateError",
+    "create_app",
+    "read_host_json",
+]

@@ -1,0 +1,162 @@
+"""Call functions and turn what they return into responses, as the Python worker does.
+
+- Sync functions run on a thread pool (the worker's PYTHON_THREADPOOL_THREAD_COUNT; 64 here so
+  that many requests proceed at once); async functions run on one event loop of the worker's
+  own, on its own thread, for every caller: HTTP and in-process dispatch alike.
+- The `$return` value: a `func.HttpResponse` as built; a `str` is a 200 `text/plain;
+  charset=utf-8`; anything else (None, bytes, dict) is the worker's encoding error, so a 500.
+  An HTTP output passed as `func.Out` that is left unset gives 204 No Content, the host's
+  default answer.
+- Response headers as the worker and host pass them on: a `Content-Type` from `mimetype` and
+  `charset` when the function set none (`charset` only for `text/*`), every `Set-Cookie` kept,
+  any other repeated header reduced to its last value; `Content-Length`, `Transfer-Encoding`
+  and `Connection` are the server's, not the function's.
+- An exception in the function is logged with its traceback (logger `devstack.host`) and
+  answered 500 with an empty body: the host never shows it to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import azure.functions as func
+
+from devstack.host._context import InvocationContext, bind_thread, new_context
+from devstack.host._functions import HttpFunction
+
+logger = logging.getLogger("devstack.host")
+
+_SERVER_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+
+
+class _Out(func.Out[Any]):
+    def __init__(self) -> None:
+        self._value: Any = None
+
+    def set(self, val: Any) -> None:
+        self._value = val
+
+    def get(self) -> Any:
+        return self._value
+
+
+class Worker:
+    def __init__(self, *, threads: int, directory: str) -> None:
+        self._directory = directory
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="devstack-host")
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+
+    def submit(self, function: HttpFunction, req: func.HttpRequest) -> Future[func.HttpResponse]:
+        context = new_context(function.name, self._directory, req.headers)
+        outs = {name: _Out() for name in function.out_args}
+        kwargs: dict[str, Any] = {function.trigger_arg: req, **outs}
+        if function.wants_context:
+            kwargs["context"] = context
+        if function.is_async:
+            coroutine = self._run_async(function, kwargs, context, outs)
+            return asyncio.run_coroutine_threadsafe(coroutine, self._event_loop())
+        return self._pool.submit(self._run_sync, function, kwargs, context, outs)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            loop, thread, self._loop = self._loop, self._loop_thread, None
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(5)
+            loop.close()
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="devstack-host-loop", daemon=True
+                )
+                thread.start()
+                self._loop, self._loop_thread = loop, thread
+            return self._loop
+
+    def _run_sync(
+        self,
+        function: HttpFunction,
+        kwargs: dict[str, Any],
+        context: InvocationContext,
+        outs: dict[str, _Out],
+    ) -> func.HttpResponse:
+        bind_thread(context)
+        try:
+            return _response(function, function.call(**kwargs), outs)
+        except Exception:
+            return _failed(function, context)
+
+    async def _run_async(
+        self,
+        function: HttpFunction,
+        kwargs: dict[str, Any],
+        context: InvocationContext,
+        outs: dict[str, _Out],
+    ) -> func.HttpResponse:
+        try:
+            return _response(function, await function.call(**kwargs), outs)
+        except Exception:
+            return _failed(function, context)
+
+
+def _failed(function: HttpFunction, context: InvocationContext) -> func.HttpResponse:
+    logger.exception("function %s failed (invocation %s)", function.name, context.invocation_id)
+    return func.HttpResponse(status_code=500)
+
+
+def _response(function: HttpFunction, result: Any, outs: dict[str, _Out]) -> func.HttpResponse:
+    if function.has_return:
+        return _encode(result)
+    if result is not None:
+        raise RuntimeError(f"function {function.name!r} without a $return binding returned a value")
+    for out in outs.values():
+        if out.get() is not None:
+            return _encode(out.get())
+    return func.HttpResponse(status_code=204)
+
+
+def _encode(value: Any) -> func.HttpResponse:
+    if isinstance(value, str):
+        return func.HttpResponse(value, headers={"Content-Type": "text/plain; charset=utf-8"})
+    if isinstance(value, func.HttpResponse):
+        return _normalized(value)
+    raise TypeError(
+        'unable to encode outgoing TypedData: unsupported type "http" '
+        f"for Python type {type(value).__name__!r}"
+    )
+
+
+def _normalized(response: func.HttpResponse) -> func.HttpResponse:
+    pairs: list[tuple[str, str]] = list(response.headers.items())
+    if not any(name.lower() == "content-type" for name, _ in pairs):
+        mimetype: str = response.mimetype
+        if mimetype.startswith("text/"):
+            mimetype = f"{mimetype}; charset={response.charset}"
+        pairs.append(("Content-Type", mimetype))
+    last: dict[str, tuple[str, str]] = {}
+    cookies: list[str] = []
+    for name, value in pairs:
+        key = name.lower()
+        if key == "set-cookie":
+            cookies.append(value)
+        elif key not in _SERVER_HEADERS:
+            last[key] = (name, value)
+    result = func.HttpResponse(
+        response.get_body(),
+        status_code=response.status_code,
+        mimetype=response.mimetype,
+        charset=response.charset,
+    )
+    for name, value in [*last.values(), *(("Set-Cookie", c) for c in cookies)]:
+        result.headers.add(name, value)
+    return result
