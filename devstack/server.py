@@ -6,6 +6,8 @@ free one), then serve on it, so the URL is known before any client starts.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -39,6 +41,7 @@ class ServerThread:
         self.scheme = "https" if tls else "http"
         self._tls = tls
         self._server: uvicorn.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     @property
@@ -46,8 +49,21 @@ class ServerThread:
         return f"{self.scheme}://localhost:{self.port}"
 
     def _run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
         assert self._server is not None
-        self._server.run(sockets=[self._sock])
+        self._loop = asyncio.get_running_loop()
+        await self._server.serve(sockets=[self._sock])
+
+    async def _drop_connections(self) -> None:
+        """Close every client connection now: a test client's idle keep-alive connection (or
+        a TLS peer that never answers close_notify) must not hold the shutdown up."""
+        assert self._server is not None
+        for connection in list(self._server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
 
     def start(self, app: Any, timeout: float = 20.0) -> ServerThread:
         """Serve `app`; the URL is known before this is called, so the app can be built with it."""
@@ -72,7 +88,9 @@ class ServerThread:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self._server is not None:
+        if self._server is not None and self._loop is not None and self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self._drop_connections(), self._loop).result(2)
             self._server.should_exit = True
             self._thread.join(timeout)
         self._sock.close()

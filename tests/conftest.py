@@ -7,6 +7,7 @@ the API host in front.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +35,23 @@ def material(tmp_path_factory: pytest.TempPathFactory) -> Material:
     return ensure_material(tmp_path_factory.mktemp("devstack"), load_tenant())
 
 
-@pytest.fixture(scope="session")
-def ca_bundle(material: Material) -> Path:
-    return write_ca_bundle(material)
+@pytest.fixture(scope="session", autouse=True)
+def ca_bundle(material: Material) -> Iterator[Path]:
+    """Trust the dev CA the way the dev stack does: through REQUESTS_CA_BUNDLE.
+
+    requests lets that variable override a session's own `verify`, so setting it is the one
+    way every client in the process (requests, MSAL, azure-identity) agrees on the CA.
+    """
+    bundle = write_ca_bundle(material)
+    saved = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+    os.environ["REQUESTS_CA_BUNDLE"] = str(bundle)
+    os.environ.pop("CURL_CA_BUNDLE", None)
+    yield bundle
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
@@ -91,10 +106,15 @@ def dataverse(
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """Everything, as `make run` starts it, including the API host serving function_app.py."""
-    folder = tmp_path_factory.mktemp("stack")
-    running = start_stack(folder, ports=Ports(0, 0, 0), db_path=folder / "dataverse.sqlite")
+def stack(
+    material: Material, ca_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningStack]:
+    """Everything, as `make run` starts it, including the API host serving function_app.py.
+
+    It shares the session's key material (one CA), not the `entra`/`dataverse` servers.
+    """
+    db_path = tmp_path_factory.mktemp("stack") / "dataverse.sqlite"
+    running = start_stack(material.folder, ports=Ports(0, 0, 0), db_path=db_path)
     yield running
     running.stop()
 

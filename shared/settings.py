@@ -1,0 +1,137 @@
+"""Settings: read once from the environment into a typed object that fails fast.
+
+Azure delivers app settings as environment variables; Core Tools loads `local.settings.json`
+into the environment; the dev stack exports `.devstack/stack.env`. Every setting is listed in
+`local.settings.json.example` and the README.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or malformed. The message names the setting, never its value."""
+
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    tenant_id: str
+    authority_host: str
+    api_client_id: str
+    dataverse_url: str
+    subscription_keys: Mapping[str, tuple[str, ...]] = field(repr=False)
+    api_client_secret: str | None = field(default=None, repr=False)
+    api_client_certificate_path: str | None = None
+    clock_skew_seconds: int = 120
+    subscription_key_in_query: bool = False
+    downstream_timeout_seconds: float = 10.0
+    request_budget_seconds: float = 25.0
+    obo_cache_size: int = 10_000
+    validated_token_cache_size: int = 10_000
+
+    @property
+    def authority(self) -> str:
+        return f"{self.authority_host}/{self.tenant_id}"
+
+    @property
+    def api_app_id_uri(self) -> str:
+        return f"api://{self.api_client_id}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def required(name: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                raise SettingsError(f"setting {name} is missing")
+            return value
+
+        def optional(name: str) -> str | None:
+            return env.get(name, "").strip() or None
+
+        def guid(name: str) -> str:
+            value = required(name)
+            if not _GUID.match(value):
+                raise SettingsError(f"setting {name} must be a GUID")
+            return str(uuid.UUID(value))
+
+        def url(name: str) -> str:
+            value = required(name).rstrip("/")
+            if not value.startswith("https://"):
+                raise SettingsError(f"setting {name} must be an https:// URL")
+            return value
+
+        def number(name: str, default: float, kind: type[int] | type[float]) -> float:
+            raw = optional(name)
+            if raw is None:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise SettingsError(f"setting {name} must be a number") from None
+            if value < 0:
+                raise SettingsError(f"setting {name} must not be negative")
+            return value
+
+        secret = optional("API_CLIENT_SECRET")
+        cert = optional("API_CLIENT_CERTIFICATE_PATH")
+        if not secret and not cert:
+            raise SettingsError(
+                "setting API_CLIENT_SECRET is missing (or set API_CLIENT_CERTIFICATE_PATH)"
+            )
+        return cls(
+            tenant_id=guid("AZURE_TENANT_ID"),
+            authority_host=url("AZURE_AUTHORITY_HOST"),
+            api_client_id=guid("API_CLIENT_ID"),
+            dataverse_url=url("DATAVERSE_URL"),
+            subscription_keys=_subscription_keys(required("SUBSCRIPTION_KEYS")),
+            api_client_secret=secret,
+            api_client_certificate_path=cert,
+            clock_skew_seconds=int(number("CLOCK_SKEW_SECONDS", 120, int)),
+            subscription_key_in_query=(optional("SUBSCRIPTION_KEY_IN_QUERY") or "false").lower()
+            in ("1", "true", "yes"),
+            downstream_timeout_seconds=float(number("DOWNSTREAM_TIMEOUT_SECONDS", 10.0, float)),
+            request_budget_seconds=float(number("REQUEST_BUDGET_SECONDS", 25.0, float)),
+            obo_cache_size=int(number("OBO_CACHE_SIZE", 10_000, int)),
+            validated_token_cache_size=int(number("VALIDATED_TOKEN_CACHE_SIZE", 10_000, int)),
+        )
+
+
+def _subscription_keys(raw: str) -> dict[str, tuple[str, ...]]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise SettingsError("setting SUBSCRIPTION_KEYS must be JSON") from None
+    if not isinstance(data, dict) or not data:
+        raise SettingsError('setting SUBSCRIPTION_KEYS must be {"name": ["key", ...], ...}')
+    keys: dict[str, tuple[str, ...]] = {}
+    for name, values in data.items():
+        if isinstance(values, str):
+            values = [values]
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(isinstance(v, str) and len(v) >= 16 for v in values)
+        ):
+            raise SettingsError(
+                f"setting SUBSCRIPTION_KEYS: subscription {name!r} needs keys of 16+ characters"
+            )
+        keys[str(name)] = tuple(values)
+    return keys
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's settings, read on first use (not at import, so start-up stays cheap)."""
+    return Settings.from_env()
