@@ -17,6 +17,7 @@ import msal
 import requests
 
 from devstack.config import read_env, stack_dir
+from devstack.entra import msal_session
 from devstack.pki import Material, ensure_material
 from devstack.tenant import Tenant, load_tenant
 
@@ -82,7 +83,10 @@ class DevClient:
             client_credential=credential,
             authority=self.authority,
             instance_discovery=False,
-            verify=self.settings["REQUESTS_CA_BUNDLE"],
+            # MSAL drops the authority's port from the user-realm URL of the password grant.
+            http_client=msal_session(
+                self.settings["AZURE_AUTHORITY_HOST"], self.settings["REQUESTS_CA_BUNDLE"]
+            ),
             token_cache=cache,
         )
         accounts = app.get_accounts(username=who.upn)

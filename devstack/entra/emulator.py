@@ -1,0 +1,57 @@
+"""The emulator's in-process handle (`app.state.entra`): tenant, keys, directory, clock.
+
+Other emulators and tests use it directly: `entra.sign(claims)` mints a token with the tenant's
+active key, `entra.keys` rotates keys, `entra.control` is the shared control plane.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from devstack.control import ControlPlane
+from devstack.entra.directory import Directory
+from devstack.entra.grants import TokenService
+from devstack.entra.keys import KeyRing
+from devstack.entra.metadata import Urls
+from devstack.entra.refresh import RefreshTokens
+from devstack.pki import Material
+from devstack.tenant import Tenant
+
+Clock = Callable[[], float]
+
+
+class Entra:
+    def __init__(
+        self, tenant: Tenant, material: Material, *, base_url: str, clock: Clock = time.time
+    ) -> None:
+        self.tenant = tenant
+        self.material = material
+        self.clock = clock
+        self.urls = Urls(base_url, tenant.id)
+        self.keys = KeyRing(material.load_signing_keys())
+        self.directory = Directory(tenant)
+        self.refresh_tokens = RefreshTokens(clock)
+        self.control = ControlPlane("entra", on_reset=self.reset)
+        self.token_service = TokenService(
+            directory=self.directory,
+            keys=self.keys,
+            urls=self.urls,
+            material=material,
+            refresh_tokens=self.refresh_tokens,
+            clock=clock,
+        )
+
+    @property
+    def base_url(self) -> str:
+        return self.urls.base
+
+    def sign(self, claims: dict[str, Any], headers: dict[str, Any] | None = None) -> str:
+        """A JWT signed RS256 with the active key, `kid` and `x5t` in the header."""
+        return self.keys.sign(claims, headers)
+
+    def reset(self) -> None:
+        self.keys.reset()
+        self.directory.reset()
+        self.refresh_tokens.clear()

@@ -1,0 +1,303 @@
+"""The control plane: key rotation, in-process and HTTP signing, access-token versions,
+consents, the request log, fault injection and reset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+import requests
+from msal.exceptions import MsalServiceError
+
+from devstack.pki import Material
+from devstack.tenant import Tenant
+from tests.devstack.entra_helpers import (
+    MsalApps,
+    UserTokens,
+    Validator,
+    assert_entra_error,
+    ropc,
+)
+
+
+@pytest.fixture
+def control(entra: Any, ca_bundle: Path) -> Iterator[requests.Session]:
+    """A session for `/_emulator/`; whatever a test changes is reset afterwards."""
+    with requests.Session() as session:
+        session.verify = str(ca_bundle)
+        yield session
+        assert session.post(f"{entra.url}/_emulator/reset").status_code == 204
+
+
+@pytest.fixture
+def msal_apps(entra: Any, tenant: Tenant, ca_bundle: Path) -> Iterator[MsalApps]:
+    apps = MsalApps(entra.url, tenant, ca_bundle)
+    yield apps
+    apps.close()
+
+
+@pytest.fixture
+def validator(entra: Any, tenant: Tenant, ca_bundle: Path) -> Validator:
+    return Validator(f"{entra.url}/{tenant.id}/discovery/v2.0/keys", ca_bundle)
+
+
+def _app_token(msal_apps: MsalApps, tenant: Tenant, material: Material) -> str:
+    app = msal_apps.confidential(
+        tenant.app("dealer-sync").client_id, material.client_secret("dealer-sync")
+    )
+    result = app.acquire_token_for_client(
+        scopes=[f"{tenant.app('central-api').identifier_uris[0]}/.default"]
+    )
+    assert "access_token" in result, result
+    token: str = result["access_token"]
+    return token
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+
+def test_key_rotation_add_promote_retire_reset(
+    entra: Any,
+    tenant: Tenant,
+    material: Material,
+    control: requests.Session,
+    msal_apps: MsalApps,
+    validator: Validator,
+) -> None:
+    base = f"{entra.url}/_emulator/keys"
+    start = control.get(base).json()["keys"]
+    assert len(start) == 2
+    assert [k["active"] for k in start] == [True, False]
+    old_kid = start[0]["kid"]
+    old_token = _app_token(msal_apps, tenant, material)
+
+    added = control.post(base, json={"action": "add"})
+    assert added.status_code == 201
+    new_kid = added.json()["kid"]
+    assert added.json()["active"] is False
+    published = {k["kid"] for k in validator.jwks()["keys"]}
+    assert published == {k["kid"] for k in start} | {new_kid}
+    # Published but not signing yet.
+    assert jwt.get_unverified_header(_app_token(msal_apps, tenant, material))["kid"] == old_kid
+
+    assert control.post(base, json={"action": "promote", "kid": new_kid}).json()["active"]
+    new_token = _app_token(msal_apps, tenant, material)
+    assert jwt.get_unverified_header(new_token)["kid"] == new_kid
+    api = tenant.app("central-api").client_id
+    issuer = f"{entra.url}/{tenant.id}/v2.0"
+    assert validator.claims(new_token, audience=api, issuer=issuer)["azp"]
+    assert validator.claims(old_token, audience=api, issuer=issuer)["azp"]  # still published
+
+    assert control.post(base, json={"action": "retire", "kid": old_kid}).status_code == 200
+    assert old_kid not in {k["kid"] for k in validator.jwks()["keys"]}
+    with pytest.raises(jwt.PyJWKClientError):
+        validator.claims(old_token, audience=api, issuer=issuer)
+
+    assert control.post(f"{entra.url}/_emulator/reset").status_code == 204
+    assert control.get(base).json()["keys"] == start
+
+
+def test_retired_key_no_longer_validates_obo_assertions(
+    entra: Any, tenant: Tenant, material: Material, control: requests.Session, msal_apps: MsalApps
+) -> None:
+    handle = entra.app.state.entra
+    tokens = UserTokens(handle, tenant, tenant.app("central-api").client_id)
+    assertion = tokens.valid()
+    old_kid = handle.keys.active.kid
+    new_kid = control.post(f"{entra.url}/_emulator/keys", json={"action": "add"}).json()["kid"]
+    control.post(f"{entra.url}/_emulator/keys", json={"action": "promote", "kid": new_kid})
+    control.post(f"{entra.url}/_emulator/keys", json={"action": "retire", "kid": old_kid})
+    app = msal_apps.confidential(
+        tenant.app("central-api").client_id, material.client_secret("central-api")
+    )
+    dataverse = tenant.app("dataverse").identifier_uris[0]
+    result = app.acquire_token_on_behalf_of(assertion, scopes=[f"{dataverse}/.default"])
+    assert_entra_error(result, "invalid_grant", 50013)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"action": "retire", "kid": "no-such-kid"},
+        {"action": "promote", "kid": "no-such-kid"},
+        {"action": "promote"},
+        {"action": "explode"},
+        ["not", "an", "object"],
+    ],
+)
+def test_bad_key_requests(entra: Any, control: requests.Session, body: Any) -> None:
+    response = control.post(f"{entra.url}/_emulator/keys", json=body)
+    assert response.status_code == 400
+    assert "error" in response.json()
+
+
+def test_the_signing_key_cannot_be_retired(entra: Any, control: requests.Session) -> None:
+    active = next(
+        k for k in control.get(f"{entra.url}/_emulator/keys").json()["keys"] if k["active"]
+    )
+    response = control.post(
+        f"{entra.url}/_emulator/keys", json={"action": "retire", "kid": active["kid"]}
+    )
+    assert response.status_code == 400
+
+
+# --- signing -------------------------------------------------------------------------------------
+
+
+def test_sign_over_http_and_in_process(
+    entra: Any, tenant: Tenant, control: requests.Session, validator: Validator
+) -> None:
+    claims = {"aud": "evil-test", "iss": "whoever", "exp": 4_000_000_000, "iat": 0, "nbf": 0}
+    over_http = control.post(
+        f"{entra.url}/_emulator/sign", json={"claims": claims, "headers": {"typ": "at+jwt"}}
+    ).json()["token"]
+    assert jwt.get_unverified_header(over_http)["typ"] == "at+jwt"
+    in_process = entra.app.state.entra.sign(claims)
+    for token in (over_http, in_process):
+        assert validator.claims(token, audience="evil-test", issuer="whoever")["iat"] == 0
+    assert control.post(f"{entra.url}/_emulator/sign", json={"claims": "x"}).status_code == 400
+    assert control.post(f"{entra.url}/_emulator/sign", data=b"{not json").status_code == 400
+
+
+# --- access-token version ------------------------------------------------------------------------
+
+
+def test_switch_central_api_to_v1_tokens(
+    entra: Any,
+    tenant: Tenant,
+    material: Material,
+    control: requests.Session,
+    msal_apps: MsalApps,
+    validator: Validator,
+) -> None:
+    response = control.put(
+        f"{entra.url}/_emulator/apps/central-api", json={"access_token_version": 1}
+    )
+    assert response.json() == {"name": "central-api", "access_token_version": 1}
+    api = tenant.app("central-api")
+    claims = validator.claims(
+        _app_token(msal_apps, tenant, material),
+        audience=api.identifier_uris[0],
+        issuer=f"{entra.url}/{tenant.id}/",
+    )
+    assert claims["ver"] == "1.0"
+    assert claims["appid"] == tenant.app("dealer-sync").client_id
+    assert claims["idtyp"] == "app"
+    apps = control.get(f"{entra.url}/_emulator/apps").json()["apps"]
+    assert apps["central-api"]["access_token_version"] == 1
+    assert (
+        control.put(
+            f"{entra.url}/_emulator/apps/central-api", json={"access_token_version": 3}
+        ).status_code
+        == 400
+    )
+    assert (
+        control.put(
+            f"{entra.url}/_emulator/apps/nope", json={"access_token_version": 1}
+        ).status_code
+        == 400
+    )
+
+
+# --- consents ------------------------------------------------------------------------------------
+
+
+def test_revoke_and_grant_consent(
+    entra: Any, tenant: Tenant, material: Material, control: requests.Session, msal_apps: MsalApps
+) -> None:
+    url = f"{entra.url}/_emulator/consents"
+    api_default = f"{tenant.app('central-api').identifier_uris[0]}/.default"
+    partner_default = f"{tenant.app('partner-api').identifier_uris[0]}/.default"
+
+    revoked = control.request(
+        "DELETE", url, json={"client": "portal", "resource": "central-api"}
+    ).json()
+    assert revoked["scopes"] == []
+    portal = msal_apps.public(tenant.app("portal").client_id)
+    result = ropc(portal, "alice@demo.example", material.password("alice"), [api_default])
+    assert_entra_error(result, "invalid_grant", 65001, suberror="consent_required")
+
+    granted = control.post(
+        url, json={"client": "reporting", "resource": "partner-api", "scopes": ["access_as_user"]}
+    ).json()
+    assert granted == {
+        "client": "reporting",
+        "resource": "partner-api",
+        "scopes": ["access_as_user"],
+    }
+    reporting = msal_apps.public(tenant.app("reporting").client_id)
+    result = ropc(reporting, "bob@demo.example", material.password("bob"), [partner_default])
+    assert "access_token" in result, result
+
+    bad = control.post(url, json={"client": "portal", "resource": "central-api", "scopes": ["x"]})
+    assert bad.status_code == 400
+    control.post(f"{entra.url}/_emulator/reset")
+    consents = control.get(url).json()["consents"]
+    assert {
+        "client": "portal",
+        "resource": "central-api",
+        "scopes": ["customer.read", "customer.readwrite", "case.read", "case.readwrite"],
+    } in consents
+    assert not any(c["client"] == "reporting" and c["resource"] == "partner-api" for c in consents)
+
+
+# --- request log and faults ----------------------------------------------------------------------
+
+
+def test_request_log_names_grant_and_caller(
+    entra: Any, tenant: Tenant, material: Material, control: requests.Session, msal_apps: MsalApps
+) -> None:
+    control.delete(f"{entra.url}/_emulator/requests")
+    _app_token(msal_apps, tenant, material)
+    portal = msal_apps.public(tenant.app("portal").client_id)
+    api_default = f"{tenant.app('central-api').identifier_uris[0]}/.default"
+    ropc(portal, "bob@demo.example", "wrong-password", [api_default])
+
+    log = control.get(f"{entra.url}/_emulator/requests").json()["requests"]
+    tokens = [r for r in log if r["path"].endswith("/oauth2/v2.0/token")]
+    assert [(r["grant_type"], r["status"]) for r in tokens] == [
+        ("client_credentials", 200),
+        ("password", 400),
+    ]
+    assert tokens[0]["caller"] == {"appid": tenant.app("dealer-sync").client_id}
+    assert tokens[1]["caller"] == {
+        "appid": tenant.app("portal").client_id,
+        "oid": tenant.user("bob").oid,
+    }
+    assert not any(r["path"].startswith("/_emulator") for r in log)
+
+
+def test_faults_reach_msal(
+    entra: Any, tenant: Tenant, material: Material, control: requests.Session, msal_apps: MsalApps
+) -> None:
+    faults = f"{entra.url}/_emulator/faults"
+    token_path = f"/{tenant.id}/oauth2/v2.0/token"
+    control.post(
+        faults,
+        json={
+            "path": token_path,
+            "status": 429,
+            "retry_after": 7,
+            "count": 1,
+            "body": {"error": "temporarily_unavailable", "error_description": "slow down"},
+        },
+    )
+    throttled = msal_apps.confidential(
+        tenant.app("dealer-sync").client_id, material.client_secret("dealer-sync")
+    ).acquire_token_for_client(scopes=[f"{tenant.app('central-api').identifier_uris[0]}/.default"])
+    assert throttled["error"] == "temporarily_unavailable"
+
+    control.post(faults, json={"path": token_path, "status": 503, "count": 1})
+    with pytest.raises(MsalServiceError, match="503"):
+        msal_apps.confidential(
+            tenant.app("dealer-sync").client_id, material.client_secret("dealer-sync")
+        ).acquire_token_for_client(
+            scopes=[f"{tenant.app('central-api').identifier_uris[0]}/.default"]
+        )
+    # Used up: the next, fresh client gets its token.
+    assert _app_token(msal_apps, tenant, material)
+    log = control.get(f"{entra.url}/_emulator/requests").json()["requests"]
+    assert [r["status"] for r in log if r["path"] == token_path][-3:] == [429, 503, 200]
