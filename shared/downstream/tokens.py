@@ -189,8 +189,7 @@ class DownstreamTokens:
             raise ConsentRequired(entra_code=first)
         if (
             status == 429
-            or (status is not None
-            and status >= 500)
+            or (status is not None and status >= 500)
             or error == "temporarily_unavailable"
         ):
             raise TokenServiceUnavailable(
