@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     call.set_defaults(func=_call)
 
     args = parser.parse_args(argv)
+    import requests
+
     from devstack.client import ClientError
 
     try:
@@ -158,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, KeyError, ClientError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, ClientError) else 2
+    except requests.RequestException as exc:
+        print(
+            f"error: the dev stack did not answer ({type(exc).__name__}); is `make run` running?",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

@@ -83,10 +83,7 @@ class DevClient:
             client_credential=credential,
             authority=self.authority,
             instance_discovery=False,
-            # MSAL drops the authority's port from the user-realm URL of the password grant.
-            http_client=msal_session(
-                self.settings["AZURE_AUTHORITY_HOST"], self.settings["REQUESTS_CA_BUNDLE"]
-            ),
+            http_client=self._session(),
             token_cache=cache,
         )
         accounts = app.get_accounts(username=who.upn)
@@ -110,7 +107,7 @@ class DevClient:
             client_credential=self.material.client_secret(client),
             authority=self.authority,
             instance_discovery=False,
-            verify=self.settings["REQUESTS_CA_BUNDLE"],
+            http_client=self._session(),
             token_cache=self._cache(),
         )
         result = app.acquire_token_for_client([f"{self.api_scope_prefix}/.default"])
@@ -136,13 +133,21 @@ class DevClient:
             sent["Authorization"] = f"Bearer {token}"
         sent.update(headers or {})
         url = self.settings["DEVSTACK_API_URL"].rstrip("/") + "/" + path.lstrip("/")
-        return requests.request(
-            method.upper(),
-            url,
-            headers=sent,
-            data=None if body is None else json.dumps(body),
-            timeout=60,
-            verify=self.settings["REQUESTS_CA_BUNDLE"],
+        with self._session() as session:
+            return session.request(
+                method.upper(),
+                url,
+                headers=sent,
+                data=None if body is None else json.dumps(body),
+                timeout=60,
+            )
+
+    def _session(self) -> requests.Session:
+        """Trusts the dev CA whatever REQUESTS_CA_BUNDLE says in this shell (requests lets that
+        variable override a session's `verify`), and puts back the port MSAL drops from the
+        password grant's user-realm URL."""
+        return msal_session(
+            self.settings["AZURE_AUTHORITY_HOST"], self.settings["REQUESTS_CA_BUNDLE"]
         )
 
 

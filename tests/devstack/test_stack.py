@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import certifi
 import jwt
 import pytest
 
@@ -24,8 +25,18 @@ def _python() -> str:
     return VENV_PYTHON if (ROOT / VENV_PYTHON).exists() else sys.executable
 
 
+def _shell_env(stack: RunningStack) -> dict[str, str]:
+    """A newcomer's shell: the stack's folder, and a REQUESTS_CA_BUNDLE that knows nothing of
+    the dev CA (as on machines that set it globally), which the CLI must not depend on."""
+    return {
+        **os.environ,
+        "DEVSTACK_DIR": stack.settings["DEVSTACK_DIR"],
+        "REQUESTS_CA_BUNDLE": certifi.where(),
+    }
+
+
 def _cli(stack: RunningStack, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DEVSTACK_DIR": stack.settings["DEVSTACK_DIR"]}
+    env = _shell_env(stack)
     return subprocess.run(
         [_python(), "-m", "devstack", *args],
         cwd=ROOT,
@@ -72,7 +83,7 @@ def test_banner_commands_work_verbatim(stack: RunningStack) -> None:
     ]
     assert len(commands) >= 5
     script = "set -euo pipefail\n" + "\n".join(commands).replace(VENV_PYTHON, _python())
-    env = {**os.environ, "DEVSTACK_DIR": stack.settings["DEVSTACK_DIR"]}
+    env = _shell_env(stack)
     result = subprocess.run(
         ["bash", "-c", script],
         cwd=ROOT,
@@ -142,3 +153,18 @@ def test_call_adds_token_and_key(stack: RunningStack) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["status"] == "ok"
     assert "HTTP 200" in result.stderr
+
+
+def test_cli_without_a_running_stack_says_so(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [_python(), "-m", "devstack", "token", "--user", "alice"],
+        cwd=ROOT,
+        env={**os.environ, "DEVSTACK_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "make run" in result.stderr
+    assert "Traceback" not in result.stderr
