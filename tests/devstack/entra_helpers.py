@@ -14,7 +14,6 @@ from typing import Any
 
 import jwt
 import msal
-import pytest
 import requests
 
 from devstack.entra import msal_session
@@ -30,14 +29,6 @@ AADSTS_ERROR_FIELDS = {
     "correlation_id",
     "error_uri",
 }
-
-
-def use_local_ca_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Drop CA-bundle variables from the environment for one test: `requests` prefers them over
-    a session's own `verify`. (tests/conftest.py now points REQUESTS_CA_BUNDLE at the dev
-    bundle for the whole session, so the Entra tests no longer need this; kept for callers.)"""
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        monkeypatch.delenv(name, raising=False)
 
 
 # --- MSAL ----------------------------------------------------------------------------------------

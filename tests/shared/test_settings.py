@@ -1,0 +1,75 @@
+"""shared.settings: typed, read once, failing fast with the setting's name (never its value)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from devstack.config import ROOT
+from shared.settings import Settings, SettingsError
+
+GOOD = {
+    "AZURE_TENANT_ID": "730301b0-eb39-4533-8015-c9d14296909d",
+    "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.com/",
+    "API_CLIENT_ID": "C8A8D8A5-A350-45E2-AF0F-42A4E0716E11",
+    "API_CLIENT_SECRET": "s3cret-value-xyz",
+    "DATAVERSE_URL": "https://contoso.crm4.dynamics.com/",
+    "SUBSCRIPTION_KEYS": json.dumps({"portal": ["a" * 32, "b" * 32]}),
+}
+
+
+def test_reads_and_normalises() -> None:
+    settings = Settings.from_env(GOOD)
+    assert (
+        settings.authority
+        == "https://login.microsoftonline.com/730301b0-eb39-4533-8015-c9d14296909d"
+    )
+    assert settings.api_client_id == "c8a8d8a5-a350-45e2-af0f-42a4e0716e11"
+    assert settings.dataverse_url == "https://contoso.crm4.dynamics.com"
+    assert settings.subscription_keys == {"portal": ("a" * 32, "b" * 32)}
+    assert settings.clock_skew_seconds == 120
+    assert not settings.subscription_key_in_query
+    assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AZURE_TENANT_ID", ""),
+        ("AZURE_TENANT_ID", "contoso"),
+        ("AZURE_AUTHORITY_HOST", "http://login.microsoftonline.com"),
+        ("API_CLIENT_ID", None),
+        ("DATAVERSE_URL", "contoso.crm4.dynamics.com"),
+        ("SUBSCRIPTION_KEYS", "not json"),
+        ("SUBSCRIPTION_KEYS", "{}"),
+        ("SUBSCRIPTION_KEYS", '{"portal": ["short"]}'),
+        ("API_CLIENT_SECRET", ""),
+        ("CLOCK_SKEW_SECONDS", "two minutes"),
+        ("OBO_CACHE_SIZE", "-1"),
+    ],
+)
+def test_fails_fast_naming_the_setting(name: str, value: Any) -> None:
+    env = {k: v for k, v in GOOD.items() if k != name}
+    if value is not None:
+        env[name] = value
+    with pytest.raises(SettingsError, match=name) as caught:
+        Settings.from_env(env)
+    if value:
+        assert value not in str(caught.value)
+
+
+def test_certificate_instead_of_secret() -> None:
+    env = {**GOOD, "API_CLIENT_SECRET": "", "API_CLIENT_CERTIFICATE_PATH": "/etc/cert.pem"}
+    assert Settings.from_env(env).api_client_certificate_path == "/etc/cert.pem"
+
+
+def test_every_setting_is_in_the_example_and_the_readme() -> None:
+    names = set(re.findall(r'"([A-Z][A-Z0-9_]+)"', (ROOT / "shared" / "settings.py").read_text()))
+    example = (ROOT / "local.settings.json.example").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for name in names:
+        assert f'"{name}"' in example, name
+        assert f"`{name}`" in readme, name
