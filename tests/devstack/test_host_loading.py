@@ -145,9 +145,6 @@ def test_a_bad_host_json_is_refused(write_host_json: Write, text: str) -> None:
     assert caught.value.code == "host_config"
 
 
-@pytest.mark.skipif(
-    not (REPO / "function_app.py").exists(), reason="function_app.py is not written yet"
-)
 def test_the_repository_function_app_answers_its_health_check() -> None:
     app = create_app()
     server = ServerThread(name="host-function-app").start(app)
