@@ -27,7 +27,15 @@ def _run(args: argparse.Namespace) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     folder = stack_dir()
-    running = start_stack(folder, ports=Ports.from_env(), db_path=folder / "dataverse.sqlite")
+    try:
+        running = start_stack(folder, ports=Ports.from_env(), db_path=folder / "dataverse.sqlite")
+    except OSError as exc:  # a port in use is the usual cause
+        print(
+            f"error: {exc}; choose other ports with DEVSTACK_ENTRA_PORT, "
+            "DEVSTACK_DATAVERSE_PORT or DEVSTACK_API_PORT",
+            file=sys.stderr,
+        )
+        return 2
     print(banner(running.settings), flush=True)
 
     stop = threading.Event()
