@@ -131,6 +131,8 @@ class DevClient:
         }
         if token:
             sent["Authorization"] = f"Bearer {token}"
+        if body is not None:
+            sent["Content-Type"] = "application/json"
         sent.update(headers or {})
         url = self.settings["DEVSTACK_API_URL"].rstrip("/") + "/" + path.lstrip("/")
         with self._session() as session:

@@ -38,6 +38,7 @@ class Settings:
     request_budget_seconds: float = 25.0
     obo_cache_size: int = 10_000
     validated_token_cache_size: int = 10_000
+    dataverse_pool_size: int = 32
 
     @property
     def authority(self) -> str:
@@ -105,6 +106,7 @@ class Settings:
             request_budget_seconds=float(number("REQUEST_BUDGET_SECONDS", 25.0, float)),
             obo_cache_size=int(number("OBO_CACHE_SIZE", 10_000, int)),
             validated_token_cache_size=int(number("VALIDATED_TOKEN_CACHE_SIZE", 10_000, int)),
+            dataverse_pool_size=max(1, int(number("DATAVERSE_POOL_SIZE", 32, int))),
         )
 
 

@@ -1,0 +1,202 @@
+"""How a domain is declared: its resource's fields and their Dataverse columns, what can be
+searched and filtered, and who may call it. `shared.domains.service` serves any declaration and
+`shared.openapi` describes it, so adding a domain is one declaration plus its tests.
+
+A field's `kind` turns client JSON into a Dataverse value (`parse`, which raises `BadInput`
+naming the field), turns a Dataverse value into client JSON (`render`), and describes itself
+as JSON Schema (`schema`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.http.errors import BadInput
+
+GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Control characters other than tab, CR and LF (allowed only in multi-line text).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_LINE_BREAK = re.compile(r"[\r\n\t]")
+
+
+def parse_guid(value: object, name: str) -> str:
+    """Only the canonical 36-character form; braces, `urn:uuid:` and bare hex are refused."""
+    if not isinstance(value, str) or not GUID.match(value):
+        raise BadInput(name, "must be a GUID like 3fa85f64-5717-4562-b3fc-2c963f66afa6")
+    return str(uuid.UUID(value))
+
+
+def check_text(value: object, name: str, *, max_length: int, multiline: bool = False) -> str:
+    if not isinstance(value, str):
+        raise BadInput(name, "must be a string")
+    if len(value) > max_length:
+        raise BadInput(name, f"must be at most {max_length} characters")
+    if _CONTROL.search(value) or (not multiline and _LINE_BREAK.search(value)):
+        raise BadInput(name, "must not contain control characters")
+    return value
+
+
+class Kind:
+    def parse(self, value: Any, name: str) -> Any:
+        raise NotImplementedError
+
+    def render(self, value: Any) -> Any:
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Text(Kind):
+    max_length: int
+    multiline: bool = False
+    pattern: str | None = None  # a full-match regular expression
+    pattern_hint: str = ""
+    upper: bool = False  # stored upper case (VINs, registration numbers)
+
+    def parse(self, value: Any, name: str) -> str:
+        text = check_text(value, name, max_length=self.max_length, multiline=self.multiline)
+        if not text.strip():
+            raise BadInput(name, "must not be empty")
+        if self.upper:
+            text = text.upper()
+        if self.pattern and not re.fullmatch(self.pattern, text):
+            raise BadInput(name, self.pattern_hint or "has the wrong format")
+        return text
+
+    def schema(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": self.max_length}
+        if self.pattern:
+            result["pattern"] = f"^(?:{self.pattern})$"
+        return result
+
+
+@dataclass(frozen=True)
+class Integer(Kind):
+    minimum: int
+    maximum: int
+
+    def parse(self, value: Any, name: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadInput(name, "must be an integer")
+        if not self.minimum <= value <= self.maximum:
+            raise BadInput(name, f"must be between {self.minimum} and {self.maximum}")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "integer", "minimum": self.minimum, "maximum": self.maximum}
+
+
+@dataclass(frozen=True)
+class Choice(Kind):
+    """A Dataverse choice column exposed as names: `{"high": 1, "normal": 2}`."""
+
+    options: Mapping[str, int]
+
+    def parse(self, value: Any, name: str) -> int:
+        if not isinstance(value, str) or value not in self.options:
+            raise BadInput(name, "must be one of " + ", ".join(self.options))
+        return self.options[value]
+
+    def render(self, value: Any) -> Any:
+        for label, code in self.options.items():
+            if code == value:
+                return label
+        return None
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "enum": list(self.options)}
+
+
+@dataclass(frozen=True)
+class Reference(Kind):
+    """A lookup: read from `_<column>_value`, written by binding the navigation property."""
+
+    navigation: str  # e.g. "customerid_contact"
+    entity_set: str  # e.g. "contacts"
+
+    def parse(self, value: Any, name: str) -> str:
+        return parse_guid(value, name)
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "format": "uuid"}
+
+
+@dataclass(frozen=True)
+class Timestamp(Kind):
+    def render(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            return None
+        try:
+            return dt.datetime.fromisoformat(value).astimezone(dt.UTC).isoformat()
+        except ValueError:
+            return None
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "format": "date-time"}
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # the API's name (camelCase)
+    column: str  # the Dataverse column it is read from (`_x_value` for lookups)
+    kind: Kind
+    description: str
+    writable: bool = True
+    required: bool = False  # on create
+    nullable: bool = True  # may be cleared with null on update
+
+    def to_dataverse(self, value: Any) -> tuple[str, Any]:
+        """The (property, value) pair a create or update sends for this field."""
+        if isinstance(self.kind, Reference):
+            bind = None if value is None else f"/{self.kind.entity_set}({value})"
+            return f"{self.kind.navigation}@odata.bind", bind
+        return self.column, value
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A query parameter that narrows a list to records whose `field` equals the value."""
+
+    param: str
+    field: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str  # the scope and role prefix: customer -> customer.read, customer.readwrite
+    route: str  # the collection's path under /api
+    entity_set: str
+    key: str  # the primary key column
+    title: str
+    description: str
+    fields: tuple[Field, ...]
+    search: tuple[str, ...] = ()  # field names `q` searches (contains, case-insensitive)
+    filters: tuple[Filter, ...] = ()
+    order_by: tuple[str, ...] = ()  # Dataverse columns, ascending; the key is appended
+    delegated: bool = True  # False: application tokens only
+    by_name: Mapping[str, Field] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {f.name: f for f in self.fields})
+        unknown = [
+            n for n in (*self.search, *(f.field for f in self.filters)) if n not in self.by_name
+        ]
+        if unknown:
+            raise ValueError(f"domain {self.name}: unknown fields {unknown}")
+
+    @property
+    def resource(self) -> str:
+        """The schema name of one record (`Customer`)."""
+        return self.name[:1].upper() + self.name[1:]
+
+    @property
+    def select(self) -> str:
+        return ",".join([self.key, *(f.column for f in self.fields)])

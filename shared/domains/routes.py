@@ -1,0 +1,61 @@
+"""The operations every domain has, as data: served by `blueprint` and described by
+`shared.openapi` from the same list, so the document cannot drift from the code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import azure.functions as func
+
+from shared.auth.policy import Access, Policy
+from shared.domains import service
+from shared.domains.model import Domain
+from shared.http.pipeline import ApiRequest, endpoint
+
+
+@dataclass(frozen=True)
+class Operation:
+    kind: str  # list | get | create | update
+    method: str
+    route: str  # Functions route template, without the /api prefix
+    name: str  # Functions function name, and the OpenAPI operationId
+    summary: str
+    policy: Policy
+    params: frozenset[str]
+    handler: Callable[[ApiRequest], func.HttpResponse]
+
+
+def operations(domain: Domain) -> list[Operation]:
+    read = Policy(domain.name, Access.READ, delegated=domain.delegated)
+    write = Policy(domain.name, Access.WRITE, delegated=domain.delegated)
+    collection, item = domain.route, f"{domain.route}/{{id}}"
+    plural = domain.route
+    return [
+        Operation(
+            "list", "GET", collection, f"{plural}_list",
+            f"List or search {plural}", read, service.list_params(domain),
+            partial(service.list_records, domain),
+        ),
+        Operation(
+            "get", "GET", item, f"{plural}_get",
+            f"Get one {domain.name}", read, frozenset(), partial(service.get_record, domain),
+        ),
+        Operation(
+            "create", "POST", collection, f"{plural}_create",
+            f"Create a {domain.name}", write, frozenset(), partial(service.create_record, domain),
+        ),
+        Operation(
+            "update", "PATCH", item, f"{plural}_update",
+            f"Update a {domain.name}", write, frozenset(), partial(service.update_record, domain),
+        ),
+    ]  # fmt: skip
+
+
+def blueprint(domain: Domain) -> func.Blueprint:
+    bp = func.Blueprint()
+    for op in operations(domain):
+        function = endpoint(op.policy, op.handler, name=op.name, route=op.route, params=op.params)
+        bp.route(route=op.route, methods=[op.method], auth_level=func.AuthLevel.ANONYMOUS)(function)
+    return bp

@@ -1,0 +1,37 @@
+"""What is wrong with a client's request itself (before anything goes downstream).
+
+    RequestError
+    ├── BadInput                a parameter, header or body field is not acceptable, 400
+    ├── PayloadTooLarge         the body is over the limit, 413
+    └── UnsupportedMediaType    a body that is not JSON, 415
+
+`BadInput.field` names what was wrong and `why` says how, in words a client developer can act
+on; neither ever repeats the value that was sent.
+"""
+
+from __future__ import annotations
+
+
+class RequestError(Exception):
+    code = "bad_request"
+
+
+class BadInput(RequestError):
+    code = "invalid_input"
+
+    def __init__(self, field: str, why: str) -> None:
+        super().__init__(f"{field}: {why}")
+        self.field = field
+        self.why = why
+
+
+class PayloadTooLarge(RequestError):
+    code = "payload_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body over {limit} bytes")
+        self.limit = limit
+
+
+class UnsupportedMediaType(RequestError):
+    code = "unsupported_media_type"

@@ -1,0 +1,88 @@
+"""The process's long-lived services, built once on first use and shared by every invocation.
+
+Building them reads settings and creates HTTP sessions and MSAL clients but calls nothing
+remote: discovery, keys and tokens are fetched when a request first needs them. Heavy libraries
+are imported here, inside `build`, so that importing `function_app` stays cheap (cold starts).
+`reset()` is for tests that change settings.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from shared.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from shared.auth.keys import SigningKeys
+    from shared.auth.subscription import SubscriptionKeys
+    from shared.auth.tokens import TokenValidator
+    from shared.dataverse.client import DataverseClient
+    from shared.downstream.tokens import DownstreamTokens
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    subscriptions: SubscriptionKeys
+    keys: SigningKeys
+    validator: TokenValidator
+    downstream: DownstreamTokens
+    dataverse: DataverseClient
+
+
+def build(settings: Settings) -> Runtime:
+    import requests
+
+    from shared.auth.keys import SigningKeys
+    from shared.auth.subscription import SubscriptionKeys
+    from shared.auth.tokens import TokenValidator
+    from shared.dataverse.client import DataverseClient
+    from shared.downstream.tokens import DownstreamTokens
+
+    keys = SigningKeys(
+        settings.authority,
+        session=requests.Session(),
+        timeout=min(5.0, settings.downstream_timeout_seconds),
+    )
+    return Runtime(
+        settings=settings,
+        subscriptions=SubscriptionKeys(settings.subscription_keys),
+        keys=keys,
+        validator=TokenValidator(
+            keys,
+            tenant_id=settings.tenant_id,
+            client_id=settings.api_client_id,
+            clock_skew=settings.clock_skew_seconds,
+        ),
+        downstream=DownstreamTokens(settings),
+        dataverse=DataverseClient(
+            settings.dataverse_url,
+            timeout=settings.downstream_timeout_seconds,
+            pool_size=settings.dataverse_pool_size,
+        ),
+    )
+
+
+_lock = threading.Lock()
+_current: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    global _current
+    current = _current
+    if current is not None:
+        return current
+    with _lock:
+        if _current is None:
+            _current = build(get_settings())
+        return _current
+
+
+def reset() -> None:
+    """Forget settings and services (tests that change the environment)."""
+    global _current
+    with _lock:
+        _current = None
+        get_settings.cache_clear()
