@@ -21,6 +21,7 @@ from devstack.pki import Material, ensure_material
 from devstack.server import ServerThread
 from devstack.stack import RunningStack, start_stack
 from devstack.tenant import Tenant, load_tenant
+from shared import runtime
 
 
 @dataclass
@@ -115,8 +116,10 @@ def stack(
     """
     db_path = tmp_path_factory.mktemp("stack") / "dataverse.sqlite"
     running = start_stack(material.folder, ports=Ports(0, 0, 0), db_path=db_path)
+    runtime.reset()  # the API in this process reads the settings the stack just exported
     yield running
     running.stop()
+    runtime.reset()
 
 
 @pytest.fixture
