@@ -3,7 +3,7 @@
 python -m devstack run                      start emulators + API host (what `make run` does)
 python -m devstack token --user alice       print a user access token for the API
 python -m devstack token --app dealer-sync  print an application access token for the API
-python -m devstack call --user alice GET /api/health
+python -m devstack call --user alice GET /api/customers
 python -m devstack settings                 write local.settings.json for Core Tools
 """
 
@@ -70,11 +70,11 @@ def banner(settings: dict[str, str]) -> str:
    APP_TOKEN=$({py} -m devstack token --app dealer-sync)
 
    # call the API with it, as a client app would
-   curl -s {api}/api/health -H "Ocp-Apim-Subscription-Key: {key}" -H "Authorization: Bearer $TOKEN"
+   curl -s "{api}/api/customers?pageSize=2" -H "Ocp-Apim-Subscription-Key: {key}" -H "Authorization: Bearer $TOKEN"
 
    # or let the CLI do all three steps
-   {py} -m devstack call --user alice GET /api/health
-   {py} -m devstack call --app dealer-sync GET /api/health
+   {py} -m devstack call --user alice GET "/api/customers?q=hansen"
+   {py} -m devstack call --app dealer-sync GET "/api/vehicles?pageSize=2"
 
  Users: alice, bob, carol, dave   Client apps: portal, reporting, dealer-sync, no-access
 ================================================================================

@@ -1,19 +1,91 @@
-"""`GET /api/health`: anonymous liveness, for load balancers and the Functions health probe."""
+"""`GET /api/health`: anonymous readiness for load balancers, the Functions health probe and
+operators.
+
+It reports whether this instance can serve: its settings load, the tenant's signing keys are
+loaded (fetched now if need be), and Dataverse answers at all (an unauthenticated request: any
+HTTP answer, normally 401, counts as reachable). No credential is used and nothing secret is
+shown. Results are kept for `CHECK_INTERVAL` seconds so that an anonymous caller cannot turn the
+endpoint into load on Entra or Dataverse. 200 when everything is ready, else 503.
+"""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
+from typing import Any
 
 import azure.functions as func
 
+from shared.settings import SettingsError
+
+CHECK_INTERVAL = 30.0
+PROBE_TIMEOUT = 3.0
+
 bp = func.Blueprint()
+
+_lock = threading.Lock()
+_last: tuple[float, dict[str, str]] | None = None
+_session: Any = None
+
+
+def _dataverse_reachable(url: str) -> bool:
+    global _session
+    import requests
+
+    if _session is None:
+        _session = requests.Session()
+    try:
+        _session.get(f"{url}/api/data/v9.2/", timeout=PROBE_TIMEOUT, allow_redirects=False)
+    except requests.RequestException:
+        return False
+    return True
+
+
+def _check() -> dict[str, str]:
+    from shared.auth.errors import SigningKeysUnavailable
+    from shared.runtime import runtime
+
+    try:
+        rt = runtime()
+    except SettingsError:
+        return {"settings": "invalid", "signingKeys": "unknown", "dataverse": "unknown"}
+    checks = {"settings": "ok"}
+    try:
+        rt.keys.current()
+        checks["signingKeys"] = "ok"
+    except SigningKeysUnavailable:
+        checks["signingKeys"] = "unavailable"
+    checks["dataverse"] = (
+        "reachable" if _dataverse_reachable(rt.settings.dataverse_url) else "unreachable"
+    )
+    return checks
+
+
+def checks(*, now: float | None = None) -> dict[str, str]:
+    global _last
+    moment = time.monotonic() if now is None else now
+    with _lock:
+        if _last is None or moment - _last[0] >= CHECK_INTERVAL:
+            _last = (moment, _check())
+        return _last[1]
+
+
+def forget() -> None:
+    """Drop the kept result (tests)."""
+    global _last
+    with _lock:
+        _last = None
 
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
+    result = checks()
+    ready = result.get("settings") == "ok" and result.get("signingKeys") == "ok"
+    ready = ready and result.get("dataverse") == "reachable"
     return func.HttpResponse(
-        json.dumps({"status": "ok"}),
-        status_code=200,
+        json.dumps({"status": "ok" if ready else "unavailable", "checks": result}),
+        status_code=200 if ready else 503,
         mimetype="application/json",
         headers={"Cache-Control": "no-store"},
     )

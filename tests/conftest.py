@@ -21,7 +21,7 @@ from devstack.pki import Material, ensure_material
 from devstack.server import ServerThread
 from devstack.stack import RunningStack, start_stack
 from devstack.tenant import Tenant, load_tenant
-from shared import runtime
+from shared import health, runtime
 
 
 @dataclass
@@ -117,9 +117,11 @@ def stack(
     db_path = tmp_path_factory.mktemp("stack") / "dataverse.sqlite"
     running = start_stack(material.folder, ports=Ports(0, 0, 0), db_path=db_path)
     runtime.reset()  # the API in this process reads the settings the stack just exported
+    health.forget()
     yield running
     running.stop()
     runtime.reset()
+    health.forget()
 
 
 @pytest.fixture
