@@ -70,7 +70,9 @@ def banner(settings: dict[str, str]) -> str:
    APP_TOKEN=$({py} -m devstack token --app dealer-sync)
 
    # call the API with it, as a client app would
-   curl -s "{api}/api/customers?pageSize=2" -H "Ocp-Apim-Subscription-Key: {key}" -H "Authorization: Bearer $TOKEN"
+   KEY={key}
+   curl -s "{api}/api/customers?pageSize=2" -H "Ocp-Apim-Subscription-Key: $KEY" \\
+        -H "Authorization: Bearer $TOKEN"
 
    # or let the CLI do all three steps
    {py} -m devstack call --user alice GET "/api/customers?q=hansen"

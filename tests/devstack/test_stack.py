@@ -75,11 +75,14 @@ def test_example_settings_document_every_api_setting(stack: RunningStack) -> Non
 
 
 def test_banner_commands_work_verbatim(stack: RunningStack) -> None:
-    lines = [line.strip() for line in banner(stack.settings).splitlines()]
+    text = banner(stack.settings).replace("\\\n", "")  # join continued lines
+    lines = [line.strip() for line in text.splitlines()]
     commands = [
         line
         for line in lines
-        if line.startswith(("TOKEN=", "APP_TOKEN=", "curl ", f"{VENV_PYTHON} -m devstack call"))
+        if line.startswith(
+            ("KEY=", "TOKEN=", "APP_TOKEN=", "curl ", f"{VENV_PYTHON} -m devstack call")
+        )
     ]
     assert len(commands) >= 5
     script = "set -euo pipefail\n" + "\n".join(commands).replace(VENV_PYTHON, _python())
