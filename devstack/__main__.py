@@ -95,7 +95,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _call(args: argparse.Namespace) -> int:
-    from devstack.client import DevClient
+    from devstack.client import ClientError, DevClient
 
     client = DevClient.from_stack()
     token: str | None = None
@@ -104,7 +104,12 @@ def _call(args: argparse.Namespace) -> int:
     elif args.user:
         token = client.user_token(args.user, client=args.client, scopes=args.scope)
     body: Any = json.loads(args.data) if args.data else None
-    headers = dict(h.split(":", 1) for h in args.header)
+    headers: dict[str, str] = {}
+    for header in args.header:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise ClientError(f"--header {header!r} is not 'Name: value'")
+        headers[name.strip()] = value.strip()
     response = client.call(args.method, args.path, token=token, body=body, headers=headers)
     print(f"HTTP {response.status_code}", file=sys.stderr)
     for name in ("Content-Type", "ETag", "WWW-Authenticate", "Retry-After", "x-correlation-id"):
@@ -170,12 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, KeyError, ClientError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, ClientError) else 2
-    except requests.RequestException as exc:
+    except (requests.ConnectionError, requests.Timeout) as exc:
         print(
             f"error: the dev stack did not answer ({type(exc).__name__}); is `make run` running?",
             file=sys.stderr,
         )
         return 2
+    except requests.RequestException as exc:
+        print(f"error: the request could not be sent ({type(exc).__name__})", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

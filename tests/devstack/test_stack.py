@@ -171,3 +171,12 @@ def test_cli_without_a_running_stack_says_so(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "make run" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_call_takes_headers_as_curl_writes_them(stack: RunningStack) -> None:
+    result = _cli(
+        stack, "call", "--user", "alice", "-H", "x-correlation-id: cli-header-test-1",
+        "GET", "/api/customers?pageSize=1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "x-correlation-id: cli-header-test-1" in result.stderr
