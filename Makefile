@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt |
 PKG    := function_app.py shared devstack
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint format typecheck settings clean
+.PHONY: help setup run test lint format typecheck bench settings clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ format: setup  ## apply ruff's fixes and formatting
 
 typecheck: setup  ## mypy (strict) on the package
 	$(BIN)/mypy
+
+bench: setup  ## measure the performance figures (bench/README.md); a few minutes
+	$(BIN)/python -m bench
 
 settings: setup  ## write local.settings.json for Core Tools from the running stack
 	$(BIN)/python -m devstack settings

@@ -35,12 +35,14 @@ class Runtime:
 def build(settings: Settings) -> Runtime:
     import requests
 
+    from shared import telemetry
     from shared.auth.keys import SigningKeys
     from shared.auth.subscription import SubscriptionKeys
     from shared.auth.tokens import TokenValidator
     from shared.dataverse.client import DataverseClient
     from shared.downstream.tokens import DownstreamTokens
 
+    telemetry.configure(settings)  # log safeguards once per process; Azure Monitor if set
     keys = SigningKeys(
         settings.authority,
         session=requests.Session(),

@@ -11,6 +11,8 @@ fetches):
   fetches are retried no more often than every `cold_retry_interval` seconds;
 - only RSA signing keys are taken; a token's own headers (`jku`, `x5u`, `jwk`, `x5c`) are never
   a key source.
+
+requests and the JWK parser are imported at the first fetch, not at start-up.
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import requests
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from jwt.algorithms import RSAAlgorithm
+from typing import TYPE_CHECKING
 
 from shared.auth.errors import SigningKeysUnavailable
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import requests
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+log = logging.getLogger("central_api.keys")
 
 MAX_DOCUMENT_BYTES = 512 * 1024
 
@@ -139,6 +142,8 @@ class SigningKeys:
         return KeySnapshot(keys, issuer_v2, issuer_v1, version)
 
     def _get_json(self, url: str) -> dict[str, object]:
+        import requests
+
         try:
             response = self._session.get(url, timeout=self._timeout, stream=True)
             body = response.raw.read(MAX_DOCUMENT_BYTES + 1, decode_content=True)
@@ -167,6 +172,9 @@ def _https(value: object) -> bool:
 
 
 def _parse_jwks(data: dict[str, object]) -> dict[str, RSAPublicKey]:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+    from jwt.algorithms import RSAAlgorithm
+
     keys: dict[str, RSAPublicKey] = {}
     entries = data.get("keys")
     if not isinstance(entries, list):

@@ -18,7 +18,7 @@ class Mode(enum.Enum):
     APPLICATION = "application"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Principal:
     mode: Mode
     oid: str

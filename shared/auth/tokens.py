@@ -5,6 +5,10 @@ says; keys only from the tenant's published set; `exp`, `nbf`, `iat`, `iss`, `au
 required; v1 and v2 tokens, each with its own issuer and audience form; the configured tenant
 only. Anything odd in the encoding (extra segments, non-base64url characters, duplicate JSON
 keys, a `crit` header) is a rejection, not a best-effort parse.
+
+A token that passed is remembered (`shared.auth.validated`) until its `exp` or until the key set
+changes, so a client calling again with the same token costs a SHA-256 instead of an RSA verify.
+cryptography is imported at the first verification, not at start-up.
 """
 
 from __future__ import annotations
@@ -12,26 +16,54 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import time
 from collections.abc import Callable
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from shared.auth.errors import InvalidToken
 from shared.auth.keys import SigningKeys
 from shared.auth.principal import Mode, Principal
+from shared.auth.validated import ValidatedTokens, token_digest
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 MAX_TOKEN_LENGTH = 32 * 1024
-_B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
-_KID = re.compile(r"^[A-Za-z0-9_\-+/=.]{1,128}$")
+# Used with fullmatch: `$` would also match before a final newline.
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_KID = re.compile(r"[A-Za-z0-9_\-+/=.]{1,128}")
+
+
+class _RS256:
+    """RSASSA-PKCS1-v1_5 with SHA-256; the padding and hash objects are stateless, made once."""
+
+    def __init__(self) -> None:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        self._invalid = InvalidSignature
+        self._padding = padding.PKCS1v15()
+        self._hash = hashes.SHA256()
+
+    def verifies(self, key: RSAPublicKey, signature: bytes, signed: bytes) -> bool:
+        try:
+            key.verify(signature, signed, self._padding, self._hash)
+        except self._invalid:
+            return False
+        return True
+
+
+@cache
+def _rs256() -> _RS256:
+    return _RS256()
 
 
 def _b64decode(segment: str, what: str) -> bytes:
-    if not _B64URL.match(segment) or len(segment) % 4 == 1:
+    if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
         raise InvalidToken(f"{what} is not base64url")
     try:
         return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
@@ -40,17 +72,37 @@ def _b64decode(segment: str, what: str) -> bytes:
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise InvalidToken(f"duplicate JSON member {key!r}")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InvalidToken(f"duplicate JSON member {key!r}")
+            seen.add(key)
     return result
+
+
+def _no_constant(name: str) -> Any:
+    raise InvalidToken(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise InvalidToken("a number is out of range")
+    return value
+
+
+# One decoder, made once (json.loads with options builds a new one per call). It takes text, so
+# a segment must be UTF-8: json.loads would also have guessed UTF-16 and skipped a BOM.
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite
+)
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw, object_pairs_hook=_no_duplicates)
+        value = _DECODER.decode(raw.decode("utf-8"))
     except InvalidToken:
         raise
     except (ValueError, RecursionError):
@@ -66,7 +118,10 @@ def _number(claims: dict[str, Any], name: str) -> float:
         raise InvalidToken(f"claim {name} is missing")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidToken(f"claim {name} is not a number")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise InvalidToken(f"claim {name} is out of range") from None
 
 
 def _string(claims: dict[str, Any], name: str) -> str:
@@ -87,6 +142,7 @@ class TokenValidator:
         client_id: str,
         clock_skew: int = 120,
         clock: Callable[[], float] = time.time,
+        cache_size: int = 10_000,
     ) -> None:
         self._keys = keys
         self._tenant_id = tenant_id
@@ -94,10 +150,32 @@ class TokenValidator:
         self._audiences_v1 = {client_id, f"api://{client_id}"}
         self._skew = clock_skew
         self._clock = clock
+        self._cache = ValidatedTokens(cache_size) if cache_size > 0 else None
+        self.verifications = 0  # signature checks done (tests and benchmarks)
+
+    @property
+    def cached_tokens(self) -> int:
+        return len(self._cache) if self._cache is not None else 0
 
     def validate(self, token: str) -> Principal:
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("token too long")
+        if self._cache is None:
+            return self._validate(token)[0]
+        digest = token_digest(token)
+        # The snapshot as it is, without loading: no keys yet means nothing can be cached, and a
+        # malformed token must still be told so even while the key endpoint is down.
+        snapshot = self._keys.snapshot
+        if snapshot is not None:
+            seen = self._cache.get(digest, now=self._clock(), version=snapshot.version)
+            if seen is not None:
+                return seen
+        principal, version = self._validate(token)
+        self._cache.put(digest, principal, now=self._clock(), version=version)
+        return principal
+
+    def _validate(self, token: str) -> tuple[Principal, int]:
+        """The principal, and the key-set version its signature was checked against."""
         segments = token.split(".")
         if len(segments) != 3:
             raise InvalidToken(f"token has {len(segments)} segments, not 3")
@@ -108,25 +186,20 @@ class TokenValidator:
         if "crit" in header:
             raise InvalidToken("crit header is not supported")
         kid = header.get("kid")
-        if not isinstance(kid, str) or not _KID.match(kid):
+        if not isinstance(kid, str) or not _KID.fullmatch(kid):
             raise InvalidToken("kid missing or malformed")
         signature = _b64decode(signature_b64, "signature")
 
         key, snapshot = self._keys.key(kid)
         if key is None:
             raise InvalidToken("kid not in the tenant's key set")
-        try:
-            key.verify(
-                signature,
-                f"{header_b64}.{payload_b64}".encode("ascii"),
-                padding.PKCS1v15(),
-                hashes.SHA256(),
-            )
-        except InvalidSignature:
-            raise InvalidToken("signature does not verify") from None
+        self.verifications += 1
+        if not _rs256().verifies(key, signature, f"{header_b64}.{payload_b64}".encode("ascii")):
+            raise InvalidToken("signature does not verify")
 
         claims = _json_object(_b64decode(payload_b64, "payload"), "payload")
-        return self._check_claims(claims, token, snapshot.issuer_v1, snapshot.issuer_v2)
+        principal = self._check_claims(claims, token, snapshot.issuer_v1, snapshot.issuer_v2)
+        return principal, snapshot.version
 
     def _check_claims(
         self, claims: dict[str, Any], token: str, issuer_v1: str, issuer_v2: str
@@ -172,8 +245,15 @@ class TokenValidator:
         if not isinstance(client, str) or not client:
             raise InvalidToken("client app id missing")
         oid = _string(claims, "oid")
+        # `idtyp` (when the API asked for it) says which kind the token is; without it, roles
+        # and no scp mean an app token. A user token never becomes an app token by its roles.
+        idtyp = claims.get("idtyp")
+        if idtyp not in (None, "app", "user"):
+            raise InvalidToken("idtyp is neither app nor user")
+        if idtyp == "user" and scp is None:
+            raise InvalidToken("user token without scp")
 
-        if claims.get("idtyp") == "app" or (roles and scp is None):
+        if idtyp == "app" or (roles and scp is None):
             if scp is not None:
                 raise InvalidToken("application token carries scp")
             return Principal(

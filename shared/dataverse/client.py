@@ -153,8 +153,12 @@ class DataverseClient:
 
 
 def _json_body(response: requests.Response) -> dict[str, Any] | None:
-    if response.status_code == 204 or not response.content:
+    if response.status_code == 204:
         return None
+    if not response.content:
+        # Every 2xx the API asks for carries a body (reads, and writes with
+        # `Prefer: return=representation`); only 204 No Content is empty.
+        raise BackendUnavailable(f"Dataverse answered {response.status_code} without a body")
     try:
         value = response.json()
     except ValueError:

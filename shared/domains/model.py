@@ -19,14 +19,24 @@ from typing import Any
 from shared.http.errors import BadInput
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-# Control characters other than tab, CR and LF (allowed only in multi-line text).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Control characters (C0, DEL and C1) other than tab, CR and LF (allowed only in multi-line
+# text). C1 ones (U+0080-U+009F, e.g. NEL) matter too: Dataverse silently drops them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _LINE_BREAK = re.compile(r"[\r\n\t]")
+# JSON can carry a lone surrogate (`"\ud800"`); it is not text and cannot be sent on as UTF-8.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# What `Text` accepts, as JSON Schema patterns (ECMA-262 syntax): no control characters, and at
+# least one character that is not a space.
+_SINGLE_LINE_TEXT = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+_MULTILINE_TEXT = (
+    r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f]"
+    r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+)
 
 
 def parse_guid(value: object, name: str) -> str:
     """Only the canonical 36-character form; braces, `urn:uuid:` and bare hex are refused."""
-    if not isinstance(value, str) or not GUID.match(value):
+    if not isinstance(value, str) or not GUID.fullmatch(value):
         raise BadInput(name, "must be a GUID like 3fa85f64-5717-4562-b3fc-2c963f66afa6")
     return str(uuid.UUID(value))
 
@@ -38,6 +48,8 @@ def check_text(value: object, name: str, *, max_length: int, multiline: bool = F
         raise BadInput(name, f"must be at most {max_length} characters")
     if _CONTROL.search(value) or (not multiline and _LINE_BREAK.search(value)):
         raise BadInput(name, "must not contain control characters")
+    if _SURROGATE.search(value):
+        raise BadInput(name, "must be valid Unicode text (no unpaired surrogates)")
     return value
 
 
@@ -72,8 +84,10 @@ class Text(Kind):
 
     def schema(self) -> dict[str, Any]:
         result: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": self.max_length}
-        if self.pattern:
-            result["pattern"] = f"^(?:{self.pattern})$"
+        # Not blank, no control characters (line breaks only in multi-line text)...
+        result["pattern"] = _MULTILINE_TEXT if self.multiline else _SINGLE_LINE_TEXT
+        if self.pattern:  # ...and the format (for `upper` fields, lower case is accepted too)
+            result["allOf"] = [{"pattern": f"^(?:{self.pattern})$"}]
         return result
 
 
@@ -83,6 +97,8 @@ class Integer(Kind):
     maximum: int
 
     def parse(self, value: Any, name: str) -> int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON has one number type: 2020.0 is the integer 2020
         if isinstance(value, bool) or not isinstance(value, int):
             raise BadInput(name, "must be an integer")
         if not self.minimum <= value <= self.maximum:
@@ -125,7 +141,7 @@ class Reference(Kind):
         return parse_guid(value, name)
 
     def schema(self) -> dict[str, Any]:
-        return {"type": "string", "format": "uuid"}
+        return {"type": "string", "format": "uuid", "pattern": GUID.pattern}
 
 
 @dataclass(frozen=True)

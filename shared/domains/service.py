@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import azure.functions as func
 
 from shared.dataverse import query
-from shared.dataverse.errors import RecordNotFound
+from shared.dataverse.errors import BackendUnavailable, RecordNotFound
 from shared.domains.model import Choice, Domain, Field, Integer, Reference, check_text, parse_guid
 from shared.http.errors import BadInput
 from shared.http.pipeline import ApiRequest
@@ -105,7 +105,7 @@ def _decode_page_token(token: str, fingerprint: str) -> str:
         raise invalid
     try:
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         raise invalid from None
     if not isinstance(data, dict) or data.get("f") != fingerprint:
         raise invalid
@@ -142,13 +142,13 @@ def list_records(domain: Domain, request: ApiRequest) -> func.HttpResponse:
     )
     body = answer.body or {}
     rows = body.get("value")
-    if not isinstance(rows, list):
-        rows = []
+    if not isinstance(rows, list) or not all(_is_row(domain, row) for row in rows):
+        raise BackendUnavailable("Dataverse answered a list without rows")
     skiptoken = _skiptoken(body.get("@odata.nextLink"))
     return json_response(
         200,
         {
-            "items": [render(domain, row) for row in rows if isinstance(row, dict)],
+            "items": [render(domain, row) for row in rows],
             "nextPageToken": _encode_page_token(skiptoken, fingerprint) if skiptoken else None,
         },
     )
@@ -161,8 +161,15 @@ def _record_id(request: ApiRequest) -> str:
     return parse_guid(request.route_params.get("id", ""), "id")
 
 
+def _is_row(domain: Domain, row: object) -> bool:
+    return isinstance(row, dict) and isinstance(row.get(domain.key), str)
+
+
 def _single(domain: Domain, status: int, row: Mapping[str, Any] | None) -> func.HttpResponse:
-    record = render(domain, row or {})
+    if not _is_row(domain, row):
+        raise BackendUnavailable("Dataverse answered without the record")
+    assert row is not None
+    record = render(domain, row)
     headers = {"ETag": record["etag"]} if record.get("etag") else {}
     if status == 201:
         headers["Location"] = f"/api/{domain.route}/{record['id']}"

@@ -22,7 +22,7 @@ def cache_key(token: str, scopes: Iterable[str]) -> bytes:
     return digest.digest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CachedToken:
     access_token: str
     expires_at: float

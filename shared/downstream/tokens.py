@@ -6,25 +6,28 @@
   OBO client gets a token cache that keeps nothing.
 - Concurrent first calls with the same token share one exchange (striped locks by key).
 - Client-credential tokens go through MSAL's own cache, on a separate MSAL client, so user and
-  application tokens never meet.
+  application tokens never meet; concurrent callers share one MSAL call (`SingleFlight`).
 - MSAL clients are built on first use: building one fetches the tenant's discovery document.
 - MSAL's answers and exceptions are translated here into `shared.downstream.errors`, once.
+- When Entra throttles or fails (429, 5xx) MSAL backs off: for Retry-After seconds (else 5) it
+  answers that client's requests of the same kind itself, without calling Entra. Each MSAL
+  client has its own requests session that notes what Entra said (`_Answers`), so that every
+  caller, the first one and those answered during the back-off, gets a 503 with the seconds
+  left; callers whose Dataverse token is cached are not affected at all.
+- msal, requests and cryptography are imported when the first MSAL client is built, not at
+  start-up: a cold Functions instance pays for them on its first downstream call only.
 """
 
 from __future__ import annotations
 
 import email.utils
 import hashlib
+import math
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import msal
-import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from shared.downstream.cache import TokenCache, cache_key
 from shared.downstream.errors import (
@@ -36,34 +39,92 @@ from shared.downstream.errors import (
     TokenServiceTimeout,
     TokenServiceUnavailable,
 )
+from shared.downstream.flight import SingleFlight
 from shared.settings import Settings
 
+# Seconds MSAL holds a 429 or 5xx from the token endpoint that came without Retry-After
+# (its `ThrottledHttpClient` default for confidential clients).
+MSAL_BACKOFF = 5
 _MISCONFIGURATION = {7000215, 7000222, 700016, 700024, 700027, 7000218, 70011, 500011, 50194}
 _STRIPES = 64
 
 
-class _DiscardingCache(msal.TokenCache):  # type: ignore[misc]
-    """A token cache that keeps nothing (OBO results are cached by us, bounded)."""
+def _discarding_cache() -> Any:
+    """An MSAL token cache that keeps nothing (OBO results are cached by us, bounded)."""
+    import msal
 
-    def add(self, event: dict[str, Any], now: float | None = None) -> None:
-        return None
+    class DiscardingCache(msal.TokenCache):  # type: ignore[misc]
+        def add(self, event: dict[str, Any], now: float | None = None) -> None:
+            return None
+
+    return DiscardingCache()
 
 
-class _RecordingSession(requests.Session):
-    """Remembers, per thread, the status and Retry-After of the last token-endpoint answer,
-    which MSAL's result dicts leave out."""
+class _Answers:
+    """What the token endpoint answered one MSAL client, as its requests session saw it.
 
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self._timeout = timeout
-        self.last = threading.local()
+    Per thread: the status and Retry-After of the last answer, which MSAL's result dicts leave
+    out. Shared: the back-off Entra asked for with a 429 or a 5xx. MSAL keeps such an answer
+    (for Retry-After seconds, else `MSAL_BACKOFF`) and replays it to every later request of the
+    same kind without calling Entra, so a replay never reaches the session; the client whose
+    request was answered that way is told what is left of the back-off.
+    """
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("timeout", self._timeout)
-        response = super().request(method, url, *args, **kwargs)
-        self.last.status = response.status_code
-        self.last.retry_after = _retry_after(response.headers.get("Retry-After"))
-        return response
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._local = threading.local()
+        self._backoff_until = 0.0
+
+    def clear(self) -> None:
+        """Before a call: nothing answered yet on this thread."""
+        self._local.answered = False
+        self._local.status = None
+        self._local.retry_after = None
+
+    def record(self, method: str, status: int, retry_after: int | None) -> None:
+        if method.upper() == "POST" and (status == 429 or status >= 500):
+            retry_after = MSAL_BACKOFF if retry_after is None else retry_after
+            self._backoff_until = self._clock() + retry_after
+        self._local.answered = True
+        self._local.status = status
+        self._local.retry_after = retry_after
+
+    @property
+    def status(self) -> int | None:
+        """The status of this thread's last answer (None: nothing reached Entra)."""
+        return getattr(self._local, "status", None)
+
+    @property
+    def retry_after(self) -> int | None:
+        """Seconds to wait: as this thread's answer said, or, when MSAL replayed a throttled
+        answer instead of calling Entra, what is left of the back-off."""
+        if getattr(self._local, "answered", False):
+            value: int | None = self._local.retry_after
+            return value
+        left = self._backoff_until - self._clock()
+        return math.ceil(left) if left > 0 else None
+
+    @property
+    def replayed(self) -> bool:
+        """Nothing reached Entra on this call while a back-off runs: MSAL replayed it."""
+        return not getattr(self._local, "answered", False) and self.retry_after is not None
+
+
+def _recording_session(timeout: float, answers: _Answers) -> Any:
+    """A requests session for one MSAL client that tells `answers` what Entra answered."""
+    import requests
+
+    class RecordingSession(requests.Session):
+        def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("timeout", timeout)
+            response = super().request(method, url, *args, **kwargs)
+            verb = method.decode("ascii") if isinstance(method, bytes) else method
+            answers.record(
+                verb, response.status_code, _retry_after(response.headers.get("Retry-After"))
+            )
+            return response
+
+    return RecordingSession()
 
 
 def _retry_after(value: str | None) -> int | None:
@@ -81,6 +142,9 @@ def _retry_after(value: str | None) -> int | None:
 def _credential(settings: Settings) -> str | dict[str, str]:
     if settings.api_client_secret:
         return settings.api_client_secret
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     assert settings.api_client_certificate_path is not None
     pem = Path(settings.api_client_certificate_path).read_bytes()
     cert = x509.load_pem_x509_certificate(pem)
@@ -97,10 +161,12 @@ class DownstreamTokens:
         self._settings = settings
         self.user_scopes = [f"{settings.dataverse_url}/user_impersonation"]
         self.app_scopes = [f"{settings.dataverse_url}/.default"]
-        self._http = _RecordingSession(settings.downstream_timeout_seconds)
+        # One requests session per MSAL client: MSAL's back-off is per client, so is ours.
+        self._answers = {True: _Answers(), False: _Answers()}
         self._cache = TokenCache(settings.obo_cache_size, clock=clock)
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._build_lock = threading.Lock()
+        self._app_flight: SingleFlight[str] = SingleFlight()
         self._obo_client: Any = None
         self._app_client: Any = None
         self.obo_exchanges = 0  # for tests and benchmarks
@@ -115,15 +181,20 @@ class DownstreamTokens:
             return existing
         with self._build_lock:
             if (self._obo_client if obo else self._app_client) is None:
+                import msal
+
+                answers = self._answers[obo]
+                http = _recording_session(self._settings.downstream_timeout_seconds, answers)
                 client = self._call(
                     lambda: msal.ConfidentialClientApplication(
                         self._settings.api_client_id,
                         client_credential=_credential(self._settings),
                         authority=self._settings.authority,
                         instance_discovery=False,  # a single-tenant authority needs no discovery
-                        http_client=self._http,
-                        token_cache=_DiscardingCache() if obo else msal.TokenCache(),
-                    )
+                        http_client=http,
+                        token_cache=_discarding_cache() if obo else msal.TokenCache(),
+                    ),
+                    answers,
                 )
                 if obo:
                     self._obo_client = client
@@ -143,23 +214,34 @@ class DownstreamTokens:
                 return cached
             client = self._client(obo=True)
             self.obo_exchanges += 1
+            answers = self._answers[True]
             result = self._call(
-                lambda: client.acquire_token_on_behalf_of(incoming_token, self.user_scopes)
+                lambda: client.acquire_token_on_behalf_of(incoming_token, self.user_scopes),
+                answers,
             )
-            token = self._token_or_raise(result)
+            token = self._token_or_raise(result, answers)
             self._cache.put(key, token, float(result.get("expires_in", 0)))
             return token
 
     def for_app(self) -> str:
-        """A Dataverse token for the API itself (client credentials, cached by MSAL)."""
+        """A Dataverse token for the API itself (client credentials, cached by MSAL).
+
+        Concurrent callers share one MSAL call: a cold instance under load asks Entra once."""
+        return self._app_flight.run(self._app_token)
+
+    def _app_token(self) -> str:
         client = self._client(obo=False)
+        answers = self._answers[False]
         return self._token_or_raise(
-            self._call(lambda: client.acquire_token_for_client(self.app_scopes))
+            self._call(lambda: client.acquire_token_for_client(self.app_scopes), answers),
+            answers,
         )
 
-    def _call(self, action: Callable[[], Any]) -> Any:
-        self._http.last.status = None
-        self._http.last.retry_after = None
+    def _call(self, action: Callable[[], Any], answers: _Answers) -> Any:
+        import msal
+        import requests
+
+        answers.clear()
         try:
             return action()
         except requests.Timeout:
@@ -172,17 +254,17 @@ class DownstreamTokens:
             # MSAL raises on 5xx and on answers that are not JSON (and on a failed discovery).
             raise TokenServiceUnavailable(
                 f"token endpoint failed: {type(exc).__name__}",
-                retry_after=getattr(self._http.last, "retry_after", None),
+                retry_after=answers.retry_after,
             ) from None
 
-    def _token_or_raise(self, result: dict[str, Any] | None) -> str:
+    def _token_or_raise(self, result: dict[str, Any] | None, answers: _Answers) -> str:
         result = result or {}
         if "access_token" in result:
             return str(result["access_token"])
         error = str(result.get("error", ""))
         codes = [c for c in result.get("error_codes") or [] if isinstance(c, int)]
         first = codes[0] if codes else None
-        status = getattr(self._http.last, "status", None)
+        status = answers.status
         if error == "interaction_required" or (result.get("claims") and error == "invalid_grant"):
             raise ClaimsChallenge(str(result.get("claims") or ""), entra_code=first)
         if result.get("suberror") == "consent_required" or 65001 in codes:
@@ -194,7 +276,7 @@ class DownstreamTokens:
         ):
             raise TokenServiceUnavailable(
                 "token endpoint throttled or failing",
-                retry_after=getattr(self._http.last, "retry_after", None),
+                retry_after=answers.retry_after,
                 entra_code=first,
             )
         if error in (
@@ -206,6 +288,12 @@ class DownstreamTokens:
             raise CredentialRejected(f"Entra refused our registration: {error}", entra_code=first)
         if error == "invalid_grant":
             raise AssertionRejected(entra_code=first)
+        if answers.replayed:
+            raise TokenServiceUnavailable(
+                "token endpoint throttled (answer replayed by MSAL)",
+                retry_after=answers.retry_after,
+                entra_code=first,
+            )
         raise DownstreamTokenError(
             f"unexpected token endpoint answer: {error or 'no error'}", entra_code=first
         )

@@ -8,9 +8,9 @@
    client credentials) only when Dataverse is actually called;
 6. any exception -> `shared.http.responses`, the one place errors become HTTP.
 
-One log record per request: route template, status, code, mode, oid, tid, client app id,
-subscription name, latency and downstream latency. Never a token, a key, a query string, a
-name or an e-mail address.
+One log record per request (`shared.telemetry.log_request`): route template, status, code,
+mode, oid, tid, client app id, subscription name, latency, downstream latency and outcome.
+Never a token, a key, a query string, a name or an e-mail address.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
+from shared import telemetry
 from shared.auth.errors import InvalidToken
 from shared.auth.policy import Policy, authorize
 from shared.auth.principal import Principal
@@ -35,14 +36,13 @@ from shared.http.errors import BadInput, PayloadTooLarge, UnsupportedMediaType
 from shared.http.responses import ErrorContext, error_response, render_error
 from shared.runtime import Runtime, runtime
 
-log = logging.getLogger("central_api")
-
 CORRELATION_HEADER = "x-correlation-id"
 SUBSCRIPTION_HEADER = "Ocp-Apim-Subscription-Key"
 SUBSCRIPTION_QUERY = "subscription-key"
 MAX_BODY_BYTES = 64 * 1024
 MAX_QUERY_FIELDS = 20
 _CORRELATION = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_PARAM_NAME = re.compile(r"^[A-Za-z0-9$@._-]{1,40}$")
 # RFC 6750 b64token, one space after a case-insensitive scheme; nothing else on the line.
 _BEARER = re.compile(r"^[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9\-._~+/]+=*)$")
 
@@ -100,16 +100,23 @@ def query_params(req: func.HttpRequest, allowed: frozenset[str]) -> dict[str, st
         )
     except (UnicodeDecodeError, ValueError):
         raise BadInput("query", "is not a valid query string") from None
+    pairs = [(n, v) for n, v in pairs if n != SUBSCRIPTION_QUERY]  # the key check's business
+    unknown = list(dict.fromkeys(_shown(n) for n, _ in pairs if n not in allowed))
+    if unknown:
+        if len(unknown) == 1:
+            raise BadInput(unknown[0], "is not a parameter of this endpoint")
+        raise BadInput(", ".join(unknown[:5]), "are not parameters of this endpoint")
     params: dict[str, str] = {}
     for name, value in pairs:
-        if name == SUBSCRIPTION_QUERY:
-            continue  # consumed by the subscription check (or refused there)
-        if name not in allowed:
-            raise BadInput(name[:40], "is not a parameter of this endpoint")
         if name in params:
             raise BadInput(name, "must be given at most once")
         params[name] = value
     return params
+
+
+def _shown(name: str) -> str:
+    """A client's parameter name, fit to repeat in a message (odd ones are not repeated)."""
+    return name if _PARAM_NAME.match(name) else "query"
 
 
 def _subscription_key(req: func.HttpRequest, rt: Runtime) -> str | None:
@@ -123,7 +130,7 @@ def bearer_token(req: func.HttpRequest) -> str:
     header = req.headers.get("Authorization")
     if header is None:
         raise InvalidToken("no Authorization header", token_sent=False)
-    match = _BEARER.match(header)
+    match = _BEARER.fullmatch(header)  # not `match`: its `$` also matches before a final "\n"
     if match is None:
         raise InvalidToken("Authorization is not one Bearer token")
     return match.group(1)
@@ -165,7 +172,7 @@ def endpoint(
             )
             authorize(principal, policy)
             call = Call(
-                token=_token_getter(rt, principal),
+                token=telemetry.timed(_token_getter(rt, principal), facts, "token_ms"),
                 correlation_id=cid,
                 deadline=time.monotonic() + rt.settings.request_budget_seconds,
             )
@@ -179,31 +186,26 @@ def endpoint(
                 call=call,
                 runtime=rt,
             )
+            telemetry.describe_query(facts, request.params)
             response = handler(request)
             facts["code"] = "ok"
-            level = logging.INFO
+            level, error = logging.INFO, None
         except Exception as exc:
             rendered, code = render_error(exc, ErrorContext(cid, authority))
             response = error_response(rendered, code, cid)
             facts["code"] = code
-            facts["reason"] = getattr(exc, "reason", None) or type(exc).__name__
-            level = rendered.level
-            if rendered.status == 500 and level < logging.CRITICAL:
-                log.exception("unexpected error", extra={"correlation_id": cid})
+            level, error = rendered.level, exc
         response.headers[CORRELATION_HEADER] = cid
-        facts["status"] = response.status_code
-        facts["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        if call is not None:
-            facts["downstream_ms"] = round(call.downstream_ms, 2)
-            facts["downstream_calls"] = call.downstream_calls
-        log.log(level, _summary(facts), extra=facts)
+        telemetry.log_request(
+            facts,
+            status=response.status_code,
+            level=level,
+            started=started,
+            call=call,
+            error=error,
+            unexpected=facts["code"] == "internal_error",
+        )
         return response
 
     function.__name__ = function.__qualname__ = name
     return function
-
-
-def _summary(facts: Mapping[str, Any]) -> str:
-    order = ("method", "route", "status", "code", "duration_ms", "downstream_ms", "mode",
-             "oid", "tid", "client_app_id", "subscription", "reason", "correlation_id")  # fmt: skip
-    return " ".join(f"{k}={facts[k]}" for k in order if facts.get(k) is not None)

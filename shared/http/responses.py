@@ -21,9 +21,11 @@ import azure.functions as func
 from shared.auth.errors import (
     ApplicationOnly,
     AuthError,
+    Forbidden,
     InsufficientScope,
     InvalidToken,
     SigningKeysUnavailable,
+    SubscriptionKeyError,
     SubscriptionKeyInvalid,
     SubscriptionKeyMissing,
 )
@@ -115,7 +117,15 @@ def _fixed(status: int, message: str, level: int = logging.INFO) -> Mapper:
     return lambda exc, ctx: Rendered(status, message, {}, level)
 
 
-# Most specific first is not required: lookup follows each exception's MRO.
+_INVALID_KEY_MESSAGE = (
+    "Access denied due to invalid subscription key. Make sure to provide a valid key for an "
+    "active subscription."
+)
+
+# Most specific first is not required: lookup follows each exception's MRO. Every class of the
+# error modules still has its own entry (tests/shared/test_error_mapping.py checks), so that a
+# base class never answers for a subclass by accident: `Forbidden` must not fall back to
+# `AuthError`'s 401.
 MAPPINGS: dict[type[Exception], Mapper] = {
     # Subscription key (the contract's exact texts)
     SubscriptionKeyMissing: _fixed(
@@ -123,11 +133,8 @@ MAPPINGS: dict[type[Exception], Mapper] = {
         "Access denied due to missing subscription key. Make sure to include subscription key "
         "when making requests to an API.",
     ),
-    SubscriptionKeyInvalid: _fixed(
-        401,
-        "Access denied due to invalid subscription key. Make sure to provide a valid key for an "
-        "active subscription.",
-    ),
+    SubscriptionKeyInvalid: _fixed(401, _INVALID_KEY_MESSAGE),
+    SubscriptionKeyError: _fixed(401, _INVALID_KEY_MESSAGE),
     # Token and authorisation
     InvalidToken: _invalid_token,
     SigningKeysUnavailable: lambda exc, ctx: Rendered(
@@ -143,7 +150,12 @@ MAPPINGS: dict[type[Exception], Mapper] = {
         "app role); user-delegated tokens are not supported here.",
         {"WWW-Authenticate": 'Bearer error="insufficient_scope"'},
     ),
-    AuthError: _fixed(401, INVALID_TOKEN_MESSAGE),
+    Forbidden: lambda exc, ctx: Rendered(
+        403,
+        "Forbidden. The access token does not allow this operation.",
+        {"WWW-Authenticate": 'Bearer error="insufficient_scope"'},
+    ),
+    AuthError: _invalid_token,
     # Downstream token (On-Behalf-Of, client credentials)
     ClaimsChallenge: _claims_challenge,
     ConsentRequired: _fixed(

@@ -26,7 +26,7 @@ class Api:
     stack: RunningStack
     client: DevClient
     http: requests.Session
-    _tokens: dict[tuple[str, str], str] = field(default_factory=dict)
+    _tokens: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
 
     @property
     def url(self) -> str:

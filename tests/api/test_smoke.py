@@ -9,5 +9,6 @@ def test_alice_lists_customers_as_herself(api: Api) -> None:
     assert response.status_code == 200, response.text
     assert len(response.json()["items"]) == 5
     calls = [r for r in api.dataverse_requests(dv_mark) if r["path"].endswith("/contacts")]
-    assert calls and all(c["caller"]["oid"] == api.stack.tenant.user("alice").oid for c in calls)
+    assert calls
+    assert all(c["caller"]["oid"] == api.stack.tenant.user("alice").oid for c in calls)
     assert calls[-1]["correlation_id"] == response.headers["x-correlation-id"]

@@ -1,0 +1,175 @@
+"""What the figures run against, started on demand and stopped at the end.
+
+Key material (local CA, TLS certificate, signing keys, secrets) is generated into a temporary
+folder, and `REQUESTS_CA_BUNDLE` points at a bundle holding the local CA, as under the tests.
+The Entra emulator starts the first time a figure asks for it. User tokens are minted with the
+emulator's own signing key (in process, without HTTP), in the claim shape the emulator issues.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from devstack.config import write_ca_bundle
+from devstack.pki import Material, ensure_material
+from devstack.server import ServerThread
+from devstack.stack import RunningStack
+from devstack.tenant import Tenant, load_tenant
+from shared.auth import SigningKeys
+from shared.settings import Settings
+
+TOKEN_LIFETIME = 3600
+USER_SCOPES = "customer.read customer.readwrite case.read case.readwrite"
+
+
+class BenchContext:
+    def __init__(self) -> None:
+        self._folder = tempfile.TemporaryDirectory(prefix="central-api-bench-")
+        self.tenant: Tenant = load_tenant()
+        self.material: Material = ensure_material(Path(self._folder.name), self.tenant)
+        self.ca_bundle = write_ca_bundle(self.material)
+        self._saved_env = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+        os.environ["REQUESTS_CA_BUNDLE"] = str(self.ca_bundle)
+        os.environ.pop("CURL_CA_BUNDLE", None)
+        self._servers: list[ServerThread] = []
+        self._stack: RunningStack | None = None
+        self._entra_url: str | None = None
+        self._entra: Any = None
+        self._tokens: list[str] = []
+        self._sessions: list[requests.Session] = []
+
+    def __enter__(self) -> BenchContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for session in self._sessions:
+            session.close()
+        if self._stack is not None:
+            self._stack.stop()
+        for server in reversed(self._servers):
+            server.stop()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._folder.cleanup()
+
+    @staticmethod
+    def progress(message: str) -> None:
+        print(f"  {message}", file=sys.stderr, flush=True)
+
+    # --- the Entra emulator ---------------------------------------------------------------------
+
+    @property
+    def entra_url(self) -> str:
+        self._start_entra()
+        assert self._entra_url is not None
+        return self._entra_url
+
+    @property
+    def entra(self) -> Any:
+        """The emulator's in-process handle (`devstack.entra.Entra`)."""
+        self._start_entra()
+        return self._entra
+
+    def _start_entra(self) -> None:
+        if self._entra is not None:
+            return
+        from devstack.entra import create_app
+
+        server = ServerThread(
+            name="entra-emulator", tls=(self.material.tls_cert, self.material.tls_key)
+        )
+        self._servers.append(server)
+        app = create_app(self.tenant, self.material, base_url=server.url)
+        server.start(app)
+        self._entra_url = server.url
+        self._entra = app.state.entra
+
+    # --- the whole stack, for figures that go through Dataverse or the API host -----------------
+
+    @property
+    def stack(self) -> RunningStack:
+        """Entra and Dataverse emulators and the API host, as `make run` starts them."""
+        if self._stack is None:
+            from devstack.config import Ports
+            from devstack.stack import start_stack
+
+            folder = Path(self._folder.name)
+            self._stack = start_stack(
+                folder, ports=Ports(0, 0, 0), db_path=folder / "dataverse.sqlite"
+            )
+        return self._stack
+
+    # --- what the API is configured with --------------------------------------------------------
+
+    @property
+    def api_client_id(self) -> str:
+        return self.tenant.app("central-api").client_id
+
+    def settings(self, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "tenant_id": self.tenant.id,
+            "authority_host": self.entra_url,
+            "api_client_id": self.api_client_id,
+            "api_client_secret": self.material.client_secret("central-api"),
+            "dataverse_url": self.tenant.app("dataverse").identifier_uris[0],
+            "subscription_keys": {k: tuple(v) for k, v in self.material.subscription_keys.items()},
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    def signing_keys(self) -> SigningKeys:
+        """The tenant's keys, fetched from the emulator and ready."""
+        session = requests.Session()
+        self._sessions.append(session)
+        keys = SigningKeys(f"{self.entra_url}/{self.tenant.id}", session=session)
+        keys.current()
+        return keys
+
+    # --- tokens ---------------------------------------------------------------------------------
+
+    def user_tokens(self, count: int) -> list[str]:
+        """`count` access tokens for this API, each for a different user; minted once, shared
+        by the figures (each figure builds its own validator, so they are new to it). They are
+        issued by the standalone emulator (`entra_url`); the `stack` has an Entra of its own."""
+        while len(self._tokens) < count:
+            self._tokens.append(self._user_token())
+        return self._tokens[:count]
+
+    def _user_token(self) -> str:
+        now = int(time.time())
+        oid = str(uuid.uuid4())
+        claims = {
+            "aud": self.api_client_id,
+            "iss": f"{self.entra_url}/{self.tenant.id}/v2.0",
+            "iat": now,
+            "nbf": now,
+            "exp": now + TOKEN_LIFETIME,
+            "aio": uuid.uuid4().hex + uuid.uuid4().hex,
+            "azp": self.tenant.app("portal").client_id,
+            "azpacr": "0",
+            "idtyp": "user",
+            "name": f"Bench User {oid[:8]}",
+            "oid": oid,
+            "preferred_username": f"bench.{oid[:8]}@{self.tenant.domain}",
+            "rh": f"0.{uuid.uuid4().hex}.",
+            "scp": USER_SCOPES,
+            "sub": uuid.uuid4().hex,
+            "tid": self.tenant.id,
+            "uti": uuid.uuid4().hex[:22],
+            "ver": "2.0",
+        }
+        return str(self.entra.sign(claims))

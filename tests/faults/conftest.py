@@ -1,0 +1,149 @@
+"""Fixtures and helpers for the fault tests (security catalog R1-R10), end to end through the
+API host with the emulators' fault injection (`devstack.control.Fault`).
+
+- `api` and `faults` are the fixtures of tests/api/conftest.py (`faults` clears every rule).
+- `fresh` gives a test a runtime of its own: `shared.runtime.reset()` before (optionally with
+  settings changed through the environment, as Azure would deliver them) and after, so that
+  cold starts can be staged and nothing a test does to key caches, MSAL's clients or its
+  throttling memory outlives the test.
+- `mint_user` / `mint_app` sign fresh copies of the demo tokens through the Entra control plane:
+  a new `uti` and `iat` make a distinct token (its own validation and OBO cache entries) for the
+  same identity.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jwt
+import pytest
+import requests
+
+from shared import runtime
+from shared.auth import keys
+from shared.auth.keys import SigningKeys
+from tests.api import conftest as api_fixtures
+from tests.api.conftest import Api
+
+# The end-to-end fixtures of tests/api, for this folder too.
+api = api_fixtures.api
+faults = api_fixtures.faults
+
+TOKEN_PATH = "*/oauth2/v2.0/token"
+DISCOVERY_PATH = "*/.well-known/openid-configuration"
+JWKS_PATH = "*/discovery/v2.0/keys"
+DATAVERSE_PATH = "/api/data/v9.2/*"
+
+Restart = Callable[..., runtime.Runtime]
+
+
+class Clock:
+    """A monotonic clock that tests move: the signing keys' refresh budget (one refresh per
+    5 minutes) is spent in a step, not in real minutes."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def fresh(faults: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[Restart]:
+    """Start the API afresh, as a new Functions instance would: `fresh(NAME=value, ...)` sets
+    app settings and forgets every service; the next request builds them again (cold).
+    `key_clock=` gives the runtime's signing-key cache that clock. The runtime is forgotten
+    again afterwards, with the settings the stack exported."""
+
+    def restart(*, key_clock: Clock | None = None, **settings: str) -> runtime.Runtime:
+        for name, value in settings.items():
+            monkeypatch.setenv(name, value)
+        if key_clock is not None:
+            # `runtime.build` imports the class when it runs, so it builds with this clock.
+            monkeypatch.setattr(
+                keys, "SigningKeys", functools.partial(SigningKeys, clock=key_clock)
+            )
+        runtime.reset()
+        return runtime.runtime()
+
+    restart()
+    yield restart
+    monkeypatch.undo()
+    runtime.reset()
+
+
+def add_fault(api: Api, emulator: str, **rule: Any) -> int:
+    """Add a fault rule on `emulator` ("entra" or "dataverse"); answers its id."""
+    control = api.entra_control if emulator == "entra" else api.dataverse_control
+    created = control("POST", "faults", json=rule)
+    return int(created["id"])
+
+
+def settle(api: Api, emulator: str, fault_id: int, *, timeout: float = 10.0) -> dict[str, Any]:
+    """Wait until the emulator has logged the request that `fault_id` delayed (the client gave
+    up long before), so that it cannot land in a later test's window of the log."""
+    logs = api.entra_requests if emulator == "entra" else api.dataverse_requests
+    deadline = time.monotonic() + timeout
+    while True:
+        hit = [r for r in logs(0) if r["fault"] == fault_id]
+        if hit:
+            return hit[-1]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"fault {fault_id} never logged on {emulator}")
+        time.sleep(0.05)
+
+
+def _resign(api: Api, token: str, **overrides: Any) -> str:
+    claims = jwt.decode(token, options={"verify_signature": False})
+    now = int(time.time())
+    claims.update(uti=uuid.uuid4().hex, iat=now, nbf=now, exp=now + 3600)
+    claims.update(overrides)
+    return str(api.entra_control("POST", "sign", json={"claims": claims})["token"])
+
+
+def mint_user(api: Api, user: str, client: str = "portal") -> str:
+    """A new token for `user` (same claims as the demo token, fresh `uti`/`iat`)."""
+    return _resign(api, api.user_token(user, client))
+
+
+def mint_app(api: Api, app: str = "dealer-sync") -> str:
+    return _resign(api, api.app_token(app))
+
+
+def token_posts(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in entries if e["method"] == "POST" and e["path"].endswith("/token")]
+
+
+def key_fetches(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in entries
+        if e["method"] == "GET"
+        and (e["path"].endswith("/openid-configuration") or e["path"].endswith("/keys"))
+    ]
+
+
+def assert_error(response: requests.Response, status: int, code: str) -> dict[str, Any]:
+    """The contract's error body (statusCode, message, code, correlationId) and headers."""
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"statusCode", "message", "code", "correlationId"}
+    assert body["statusCode"] == status
+    assert body["code"] == code
+    assert body["correlationId"] == response.headers["x-correlation-id"]
+    return body
+
+
+def retry_after(response: requests.Response) -> int:
+    value = response.headers.get("Retry-After")
+    assert value is not None
+    assert value.isdigit(), f"Retry-After is {value!r}"
+    return int(value)
