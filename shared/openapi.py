@@ -7,8 +7,9 @@ the tenant's authority and the API's client id come from settings, read per requ
 settings the document still renders, with placeholders. It is built on first request (per
 tenant and client id) and kept, so importing this module builds nothing.
 
-Adding a domain: declare it, register its blueprint in `function_app.py` and list it in
-`DOMAINS` (a test compares this document with the functions the app registers).
+Every domain whose blueprint was built (`shared.domains.routes.blueprint`, which `function_app.py`
+registers) is described, so adding a domain needs nothing here; a test compares this document
+with the functions the app registers.
 """
 
 from __future__ import annotations
@@ -19,16 +20,11 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.domains.case import CASE
-from shared.domains.customer import CUSTOMER
 from shared.domains.model import GUID, Domain, Field, Text
-from shared.domains.routes import Operation, operations
+from shared.domains.routes import Operation, operations, registered
 from shared.domains.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_SEARCH_LENGTH
-from shared.domains.vehicle import VEHICLE
 from shared.http.pipeline import CORRELATION_HEADER, SUBSCRIPTION_HEADER, SUBSCRIPTION_QUERY
 from shared.settings import SettingsError, get_settings
-
-DOMAINS: tuple[Domain, ...] = (CUSTOMER, CASE, VEHICLE)
 
 TITLE = "Central API"
 VERSION = "0.1.0"
@@ -81,9 +77,11 @@ def document(
     *,
     authority: str = PLACEHOLDER_AUTHORITY,
     client_id: str = PLACEHOLDER_CLIENT_ID,
-    domains: tuple[Domain, ...] = DOMAINS,
+    domains: tuple[Domain, ...] | None = None,
 ) -> dict[str, Any]:
-    """The whole OpenAPI document, as a JSON-ready dict."""
+    """The whole OpenAPI document, as a JSON-ready dict (of the registered domains, unless
+    `domains` says otherwise)."""
+    domains = registered() if domains is None else domains
     app_id_uri = f"api://{client_id}"
     paths: dict[str, Any] = {"/health": _health_path(), "/openapi.json": _openapi_path()}
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA, "Health": HEALTH_SCHEMA}

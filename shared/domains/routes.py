@@ -53,7 +53,19 @@ def operations(domain: Domain) -> list[Operation]:
     ]  # fmt: skip
 
 
+_registered: dict[str, Domain] = {}
+
+
+def registered() -> tuple[Domain, ...]:
+    """The domains whose blueprints were built, in the order they were (what the app serves)."""
+    return tuple(_registered.values())
+
+
 def blueprint(domain: Domain) -> func.Blueprint:
+    """The Functions blueprint serving `domain`'s operations; also records the domain for
+    `shared.openapi`."""
+    if _registered.setdefault(domain.name, domain) is not domain:
+        raise ValueError(f"two domains are named {domain.name!r}")
     bp = func.Blueprint()
     for op in operations(domain):
         function = endpoint(op.policy, op.handler, name=op.name, route=op.route, params=op.params)
