@@ -57,6 +57,7 @@ def build(settings: Settings) -> Runtime:
             tenant_id=settings.tenant_id,
             client_id=settings.api_client_id,
             clock_skew=settings.clock_skew_seconds,
+            cache_size=settings.validated_token_cache_size,
         ),
         downstream=DownstreamTokens(settings),
         dataverse=DataverseClient(

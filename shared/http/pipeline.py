@@ -136,10 +136,12 @@ def bearer_token(req: func.HttpRequest) -> str:
     return match.group(1)
 
 
-def _token_getter(rt: Runtime, principal: Principal) -> Callable[[], str]:
+def _token_getter(rt: Runtime, principal: Principal, assertion: str) -> Callable[[], str]:
+    """`assertion` is this request's bearer token (the same text as `principal.token`, which
+    may be a cached principal's older copy: hashing the fresh one is cheaper for the CPU)."""
     if principal.is_application:
         return rt.downstream.for_app
-    return lambda: rt.downstream.for_user(principal.token)
+    return lambda: rt.downstream.for_user(assertion)
 
 
 def endpoint(
@@ -163,7 +165,8 @@ def endpoint(
             rt = runtime()
             authority = rt.settings.authority
             facts["subscription"] = rt.subscriptions.check(_subscription_key(req, rt))
-            principal = rt.validator.validate(bearer_token(req))
+            bearer = bearer_token(req)
+            principal = rt.validator.validate(bearer)
             facts.update(
                 mode=principal.mode.value,
                 oid=principal.oid,
@@ -172,7 +175,7 @@ def endpoint(
             )
             authorize(principal, policy)
             call = Call(
-                token=telemetry.timed(_token_getter(rt, principal), facts, "token_ms"),
+                token=telemetry.timed(_token_getter(rt, principal, bearer), facts, "token_ms"),
                 correlation_id=cid,
                 deadline=time.monotonic() + rt.settings.request_budget_seconds,
             )
