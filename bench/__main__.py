@@ -12,11 +12,17 @@ import platform
 import sys
 import time
 
-from bench import p1_auth, p4_scale, p5_imports
+from bench import p1_auth, p2_handler, p3_reuse, p4_scale, p5_imports
 from bench.context import BenchContext
 from bench.core import Figure, Row, table
 
-FIGURES: list[Figure] = [p1_auth.FIGURE, p4_scale.FIGURE, p5_imports.FIGURE]
+FIGURES: list[Figure] = [
+    p1_auth.FIGURE,
+    p2_handler.FIGURE,
+    p3_reuse.FIGURE,
+    p4_scale.FIGURE,
+    p5_imports.FIGURE,
+]
 
 
 def machine() -> str:
