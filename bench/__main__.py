@@ -12,7 +12,7 @@ import platform
 import sys
 import time
 
-from bench import p1_auth, p2_handler, p3_reuse, p4_scale, p5_imports
+from bench import p1_auth, p2_handler, p3_reuse, p4_scale, p5_imports, p6_load
 from bench.context import BenchContext
 from bench.core import Figure, Row, table
 
@@ -22,6 +22,7 @@ FIGURES: list[Figure] = [
     p3_reuse.FIGURE,
     p4_scale.FIGURE,
     p5_imports.FIGURE,
+    p6_load.FIGURE,
 ]
 
 

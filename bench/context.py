@@ -33,6 +33,7 @@ USER_SCOPES = "customer.read customer.readwrite case.read case.readwrite"
 class BenchContext:
     def __init__(self) -> None:
         self._folder = tempfile.TemporaryDirectory(prefix="central-api-bench-")
+        self.initial_environment = dict(os.environ)  # for child processes: as the shell gave it
         self.tenant: Tenant = load_tenant()
         self.material: Material = ensure_material(Path(self._folder.name), self.tenant)
         self.ca_bundle = write_ca_bundle(self.material)
