@@ -13,8 +13,8 @@ from the same amount of memory and only the caches differ. In the large world ev
 hits a different entry, the worst case for locality.
 
 Memory per 1,000 users is what `tracemalloc` sees retained after 10,000 users pass through
-both caches (the token kept in the `Principal` for On-Behalf-Of, the principal, the Dataverse
-token, digests and the caches' own structures), divided by 10.
+both caches (the principal, the Dataverse token, digests and the caches' own structures; the
+caches hold no incoming tokens), divided by 10.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ class World:
 
     def admit(self, token: str, serial: int) -> None:
         """The user's first request: validation, and the OBO cache filled as an exchange would."""
-        principal = self.validator.validate(token)
-        key = cache_key(principal.token, self.downstream.user_scopes)
+        self.validator.validate(token)
+        key = cache_key(token, self.downstream.user_scopes)
         dataverse_token = f"{serial:012d}".ljust(DATAVERSE_TOKEN_BYTES, "x")
         self.downstream._cache.put(key, dataverse_token, 3600.0)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class Mode(enum.Enum):
@@ -26,7 +26,6 @@ class Principal:
     client_app_id: str
     permissions: frozenset[str]
     expires_at: int
-    token: str = field(repr=False)  # the incoming assertion, for On-Behalf-Of; never logged
 
     @property
     def is_application(self) -> bool:

@@ -263,7 +263,6 @@ class TokenValidator:
                 client_app_id=client,
                 permissions=frozenset(roles or ()),
                 expires_at=int(exp),
-                token=token,
             )
         if scp is not None:
             return Principal(
@@ -273,6 +272,5 @@ class TokenValidator:
                 client_app_id=client,
                 permissions=frozenset(scp.split()),
                 expires_at=int(exp),
-                token=token,
             )
         raise InvalidToken("token carries neither scp nor roles")

@@ -3,7 +3,9 @@
 Keys are SHA-256 digests (of the incoming token plus the scopes, for On-Behalf-Of), so the
 cache never holds a caller's token as a key and two callers can only share an entry by holding
 the very same token. Entries leave when they are within `margin` seconds of expiry, and the
-least recently used leave first when the cache is full: no linear scans, O(1) per operation.
+oldest leave first when the cache is full: each is keyed by an incoming token, and tokens all
+live about as long, so the oldest entry is the one whose caller is nearest to a new token. A
+hit moves nothing (see `shared.auth.validated`). No linear scans, O(1) per operation.
 """
 
 from __future__ import annotations
@@ -53,7 +55,6 @@ class TokenCache:
             if entry.expires_at - self._margin <= self._clock():
                 del self._entries[key]
                 return None
-            self._entries.move_to_end(key)
             return entry.access_token
 
     def put(self, key: bytes, access_token: str, expires_in: float) -> None:

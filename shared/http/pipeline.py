@@ -137,8 +137,9 @@ def bearer_token(req: func.HttpRequest) -> str:
 
 
 def _token_getter(rt: Runtime, principal: Principal, assertion: str) -> Callable[[], str]:
-    """`assertion` is this request's bearer token (the same text as `principal.token`, which
-    may be a cached principal's older copy: hashing the fresh one is cheaper for the CPU)."""
+    """`assertion` is this request's bearer token, the one `principal` was validated from: the
+    On-Behalf-Of assertion. The principal does not keep it, so a cache of principals holds no
+    tokens."""
     if principal.is_application:
         return rt.downstream.for_app
     return lambda: rt.downstream.for_user(assertion)
