@@ -31,7 +31,8 @@ USER_SCOPES = "customer.read customer.readwrite case.read case.readwrite"
 
 
 class BenchContext:
-    def __init__(self) -> None:
+    def __init__(self, *, quick: bool = False) -> None:
+        self.quick = quick  # a smoke run: few rounds, numbers that mean little
         self._folder = tempfile.TemporaryDirectory(prefix="central-api-bench-")
         self.initial_environment = dict(os.environ)  # for child processes: as the shell gave it
         self.tenant: Tenant = load_tenant()
@@ -66,6 +67,10 @@ class BenchContext:
             else:
                 os.environ[key] = value
         self._folder.cleanup()
+
+    def scaled(self, full: int, quick: int) -> int:
+        """`full` for a real run, `quick` for a smoke run (`python -m bench --quick`)."""
+        return quick if self.quick else full
 
     @staticmethod
     def progress(message: str) -> None:

@@ -70,11 +70,13 @@ def run(ctx: BenchContext) -> Result:
         authorize(validator.validate(token), policy)
 
     ctx.progress("P1: minting tokens")
-    total = WARMUP + FIRST_SEEN_ROUNDS * BATCH
+    warmup = ctx.scaled(WARMUP, 20)
+    first_rounds = ctx.scaled(FIRST_SEEN_ROUNDS, 3)
+    total = warmup + first_rounds * BATCH
     tokens = ctx.user_tokens(total)
     bare = _bare_inputs(keys, tokens)
-    warm_tokens, fresh = tokens[:WARMUP], tokens[WARMUP:]
-    warm_bare, fresh_bare = bare[:WARMUP], bare[WARMUP:]
+    warm_tokens, fresh = tokens[:warmup], tokens[warmup:]
+    warm_bare, fresh_bare = bare[:warmup], bare[warmup:]
     for token, item in zip(warm_tokens, warm_bare, strict=True):
         auth_step(token)
         _bare_verify(item)
@@ -87,7 +89,7 @@ def run(ctx: BenchContext) -> Result:
     first = paired(
         lambda r: per_item(auth_step, fresh[batch(r)]),
         lambda r: per_item(_bare_verify, fresh_bare[batch(r)]),
-        rounds=FIRST_SEEN_ROUNDS,
+        rounds=first_rounds,
     )
     assert validator.verifications - verified == len(fresh), "a first-seen token was not verified"
 
@@ -97,7 +99,7 @@ def run(ctx: BenchContext) -> Result:
     seen = paired(
         lambda _: per_item(auth_step, seen_tokens),
         lambda _: per_item(_bare_verify, seen_bare),
-        rounds=SEEN_BEFORE_ROUNDS,
+        rounds=ctx.scaled(SEEN_BEFORE_ROUNDS, 3),
     )
     assert validator.verifications == verified, "a token seen before was verified again"
 

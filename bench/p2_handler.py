@@ -78,7 +78,7 @@ def run(ctx: BenchContext) -> Result:
             raise AssertionError(f"GET {path} answered {response.status_code}")
 
     ctx.progress("P2: warming the handler")
-    for _ in range(WARMUP):
+    for _ in range(ctx.scaled(WARMUP, 5)):
         handler(handler_request())
     log = stack.dataverse_app.state.dataverse.control.requests(0)
     sent = log[-1]
@@ -112,7 +112,7 @@ def run(ctx: BenchContext) -> Result:
         if response.status_code != 200:
             raise AssertionError(f"Dataverse answered {response.status_code}")
 
-    for _ in range(WARMUP):
+    for _ in range(ctx.scaled(WARMUP, 5)):
         direct(floor_headers())
 
     ctx.progress("P2: handler and direct OData request, side by side")
@@ -120,7 +120,7 @@ def run(ctx: BenchContext) -> Result:
     result = paired(
         lambda _: per_item(handler, [handler_request() for _ in range(BATCH)]),
         lambda _: per_item(direct, [floor_headers() for _ in range(BATCH)]),
-        rounds=ROUNDS,
+        rounds=ctx.scaled(ROUNDS, 3),
     )
     floor.close()
     router.close()

@@ -86,10 +86,11 @@ def _memory_per_thousand(keys: SigningKeys, settings: Settings, tokens: list[str
 def run(ctx: BenchContext) -> Result:
     keys = ctx.signing_keys()
     settings = ctx.settings()
-    assert settings.validated_token_cache_size >= USERS_LARGE
-    assert settings.obo_cache_size >= USERS_LARGE
+    users = ctx.scaled(USERS_LARGE, BATCH)
+    assert settings.validated_token_cache_size >= users
+    assert settings.obo_cache_size >= users
     ctx.progress("P4: minting tokens")
-    tokens = ctx.user_tokens(USERS_LARGE)
+    tokens = ctx.user_tokens(users)
 
     ctx.progress("P4: filling the caches")
     large, small = World(keys, settings), World(keys, settings)
@@ -100,7 +101,7 @@ def run(ctx: BenchContext) -> Result:
     shuffle = random.Random(5).shuffle
     large_stream = [_copy(t) for t in tokens]
     shuffle(large_stream)
-    small_stream = [_copy(t) for t in tokens[:USERS_SMALL] * (USERS_LARGE // USERS_SMALL)]
+    small_stream = [_copy(t) for t in tokens[:USERS_SMALL] * (users // USERS_SMALL)]
     shuffle(small_stream)
 
     def batch(stream: list[str], r: int) -> list[str]:
@@ -114,11 +115,11 @@ def run(ctx: BenchContext) -> Result:
     measured = paired(
         lambda r: per_item(large.request, batch(large_stream, r)),
         lambda r: per_item(small.request, batch(small_stream, r)),
-        rounds=ROUNDS,
+        rounds=ctx.scaled(ROUNDS, 3),
     )
     assert large.validator.verifications + small.validator.verifications == verified
     assert large.downstream.obo_exchanges == small.downstream.obo_exchanges == 0
-    assert large.validator.cached_tokens == large.downstream.cached_users == USERS_LARGE
+    assert large.validator.cached_tokens == large.downstream.cached_users == users
 
     ctx.progress("P4: memory per 1,000 cached users")
     per_thousand = _memory_per_thousand(keys, settings, tokens)
@@ -129,7 +130,9 @@ def run(ctx: BenchContext) -> Result:
     )
     return Result(
         [
-            ratio_row("P4", "per-request cost, 10,000 users' tokens cached ÷ 10", measured, 1.2),
+            ratio_row(
+                "P4", f"per-request cost, {users:,} users' tokens cached ÷ 10", measured, 1.2
+            ),
             Row(
                 "P4",
                 "memory per 1,000 cached users (validated tokens + OBO tokens)",

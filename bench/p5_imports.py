@@ -108,7 +108,7 @@ def run(ctx: BenchContext) -> Result:
     measured = paired(
         lambda _: import_seconds("function_app"),
         lambda _: import_seconds("azure.functions"),
-        rounds=RUNS,
+        rounds=ctx.scaled(RUNS, 3),
     )
     notes = ["P5: what importing function_app adds beyond azure.functions (-X importtime):"]
     heavy = heavy_imports()
