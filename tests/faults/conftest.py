@@ -9,14 +9,17 @@ API host with the emulators' fault injection (`devstack.control.Fault`).
 - `mint_user` / `mint_app` sign fresh copies of the demo tokens through the Entra control plane:
   a new `uti` and `iat` make a distinct token (its own validation and OBO cache entries) for the
   same identity.
+- `all_at_once` sends one GET per token, every caller released at the same moment.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jwt
@@ -147,3 +150,24 @@ def retry_after(response: requests.Response) -> int:
     assert value is not None
     assert value.isdigit(), f"Retry-After is {value!r}"
     return int(value)
+
+
+def all_at_once(api: Api, path: str, tokens: list[str]) -> list[requests.Response]:
+    """`GET path` once per token, each on its own connection, all released together."""
+    gate = threading.Barrier(len(tokens))
+
+    def call(token: str) -> requests.Response:
+        with requests.Session() as session:
+            session.trust_env = False
+            gate.wait(timeout=30)
+            return session.get(
+                f"{api.url}{path}",
+                headers={
+                    "Ocp-Apim-Subscription-Key": api.subscription_key,
+                    "Authorization": f"Bearer {token}",
+                },
+                timeout=60,
+            )
+
+    with ThreadPoolExecutor(max_workers=len(tokens)) as pool:
+        return list(pool.map(call, tokens))

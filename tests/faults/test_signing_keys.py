@@ -7,14 +7,11 @@ moves (`Clock`), so waiting out a retry or refresh interval takes no time.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jwt
 import pytest
-import requests
 
 from tests.api.conftest import Api
 from tests.faults.conftest import (
@@ -23,6 +20,7 @@ from tests.faults.conftest import (
     Clock,
     Restart,
     add_fault,
+    all_at_once,
     assert_error,
     key_fetches,
     mint_user,
@@ -240,24 +238,8 @@ def test_r4_a_hundred_concurrent_requests_with_a_new_kid_fetch_keys_once(
     fetches_before = rt.keys.fetches
     entra_mark, dv_mark = faults.marks()
 
-    gate = threading.Barrier(len(tokens))
-
-    def call(token: str) -> requests.Response:
-        with requests.Session() as session:
-            session.trust_env = False
-            gate.wait(timeout=30)
-            # Validation passes, then the unknown parameter is refused: no downstream call.
-            return session.get(
-                f"{faults.url}/api/customers?notAParameter=1",
-                headers={
-                    "Ocp-Apim-Subscription-Key": faults.subscription_key,
-                    "Authorization": f"Bearer {token}",
-                },
-                timeout=60,
-            )
-
-    with ThreadPoolExecutor(max_workers=len(tokens)) as pool:
-        answers = list(pool.map(call, tokens))
+    # Validation passes, then the unknown parameter is refused: no downstream call.
+    answers = all_at_once(faults, "/api/customers?notAParameter=1", tokens)
 
     for answer in answers:
         body = assert_error(answer, 400, "invalid_input")

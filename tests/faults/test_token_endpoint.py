@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import requests
 
 from shared.downstream.tokens import MSAL_BACKOFF
 from tests.api.conftest import Api
@@ -25,6 +22,7 @@ from tests.faults.conftest import (
     TOKEN_PATH,
     Restart,
     add_fault,
+    all_at_once,
     assert_error,
     mint_app,
     mint_user,
@@ -187,23 +185,7 @@ def test_r5_concurrent_cold_app_calls_share_one_exchange_and_its_failure(
         delay_ms=300,  # long enough for every caller to arrive while the exchange runs
     )  # fmt: skip
     entra_mark, dv_mark = faults.marks()
-    gate = threading.Barrier(len(tokens))
-
-    def call(token: str) -> requests.Response:
-        with requests.Session() as session:
-            session.trust_env = False
-            gate.wait(timeout=30)
-            return session.get(
-                f"{faults.url}/api/vehicles?pageSize=1",
-                headers={
-                    "Ocp-Apim-Subscription-Key": faults.subscription_key,
-                    "Authorization": f"Bearer {token}",
-                },
-                timeout=60,
-            )
-
-    with ThreadPoolExecutor(max_workers=len(tokens)) as pool:
-        answers = list(pool.map(call, tokens))
+    answers = all_at_once(faults, "/api/vehicles?pageSize=1", tokens)
     for answer in answers:
         assert_error(answer, 503, "token_service_unavailable")
         assert 1 <= retry_after(answer) <= 9
