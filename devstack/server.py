@@ -67,10 +67,15 @@ class ServerThread:
             if transport is not None:
                 transport.abort()
 
-    def start(self, app: Any, timeout: float = 20.0) -> ServerThread:
-        """Serve `app`; the URL is known before this is called, so the app can be built with it."""
+    def start(
+        self, app: Any, timeout: float = 20.0, *, max_header_read: int | None = None
+    ) -> ServerThread:
+        """Serve `app`; the URL is known before this is called, so the app can be built with it.
+        `max_header_read`: how many bytes of a request head to read before answering 400
+        (uvicorn's default, 16 KB, when None)."""
         config = uvicorn.Config(
             app,
+            h11_max_incomplete_event_size=max_header_read,
             lifespan="off",
             log_level="warning",
             access_log=False,

@@ -102,10 +102,11 @@ def start_stack(
         )
         dataverse.start(dataverse_app)
         if api:
+            from devstack.host import HOST_MAX_HEADER_READ
             from devstack.host import create_app as create_host
 
             os.environ.update(settings)
-            api.start(create_host(function_app))
+            api.start(create_host(function_app), max_header_read=HOST_MAX_HEADER_READ)
     except BaseException:
         for server in reversed(servers):
             server.stop()

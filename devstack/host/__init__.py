@@ -5,7 +5,9 @@ the repository root, reads `host.json` beside it, and answers HTTP as `func star
 `FunctionsRouter.load(...)` gives the same routing and calling in process, without a socket.
 
     from devstack.host import create_app
-    ServerThread(name="api-host", port=7071).start(create_app())
+    ServerThread(name="api-host", port=7071).start(
+        create_app(), max_header_read=HOST_MAX_HEADER_READ
+    )
 
 What it reproduces, and where each rule lives:
 
@@ -15,8 +17,8 @@ What it reproduces, and where each rule lives:
 - the request the worker builds (decoded path, query and header joining): `_http`;
 - calling sync and async functions, `context`, turning results into responses: `_worker`,
   `_context`;
-- HTTP limits (100 MB body, 4 KB URL), a body without Content-Length arriving empty, request
-  logging: `_asgi`;
+- HTTP limits (100 MB body, 4 KB URL, 32 KB of headers), a body without Content-Length arriving
+  empty, request logging: `_asgi`;
 - host.json (`routePrefix`, `customHeaders`): `_settings`.
 
 Not reproduced: auth levels (every function is anonymous, as under Core Tools; no keys are
@@ -28,7 +30,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devstack.host._asgi import MAX_BODY_SIZE, MAX_URL_LENGTH, HostApp
+from devstack.host._asgi import (
+    HOST_MAX_HEADER_READ,
+    MAX_BODY_SIZE,
+    MAX_HEADERS_SIZE,
+    MAX_URL_LENGTH,
+    HostApp,
+)
 from devstack.host._errors import FunctionLoadError, HostConfigError, HostError, RouteTemplateError
 from devstack.host._functions import HttpFunction
 from devstack.host._router import FunctionsRouter, Handled
@@ -53,7 +61,9 @@ def create_app(
 
 
 __all__ = [
+    "HOST_MAX_HEADER_READ",
     "MAX_BODY_SIZE",
+    "MAX_HEADERS_SIZE",
     "MAX_URL_LENGTH",
     "FunctionLoadError",
     "FunctionsRouter",

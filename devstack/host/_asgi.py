@@ -2,7 +2,9 @@
 
 Limits as the Functions host documents them: a request body over 100 MB (104,857,600 bytes)
 is answered 413 (before reading it when `Content-Length` says so), a URL over 4 KB (path and
-query, 4,096 bytes) 414. Both with an empty body, like every answer the host makes itself.
+query, 4,096 bytes) 414, and request headers over Kestrel's 32 KB in all (each header's name and
+value plus `: ` and CRLF) 431. All with an empty body, like every answer the host makes itself.
+The server in front (uvicorn's h11) must be told to read that much: `HOST_MAX_HEADER_READ`.
 A response header value that is not ASCII is a 500, as Kestrel refuses to send one.
 
 The function receives the URL as the client sent it (scheme, `Host` header, raw path, raw
@@ -29,6 +31,10 @@ logger = logging.getLogger("devstack.host")
 
 MAX_BODY_SIZE = 104_857_600
 MAX_URL_LENGTH = 4096
+MAX_HEADERS_SIZE = 32_768  # Kestrel's MaxRequestHeadersTotalSize
+# How much of a request head the HTTP server reads before it gives up with its own 400: enough
+# that a request just over MAX_HEADERS_SIZE reaches the host and gets Kestrel's 431.
+HOST_MAX_HEADER_READ = 1_048_576
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
@@ -45,10 +51,12 @@ class HostApp:
         *,
         max_body_size: int = MAX_BODY_SIZE,
         max_url_length: int = MAX_URL_LENGTH,
+        max_headers_size: int = MAX_HEADERS_SIZE,
     ) -> None:
         self.router = router
         self.max_body_size = max_body_size
         self.max_url_length = max_url_length
+        self.max_headers_size = max_headers_size
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -101,6 +109,9 @@ class HostApp:
         query: bytes = scope.get("query_string", b"")
         if len(raw_path) + len(query) + (1 if query else 0) > self.max_url_length:
             return func.HttpResponse(status_code=414), "-"
+        size = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+        if size > self.max_headers_size:
+            return func.HttpResponse(status_code=431), "-"
         headers = join_headers(
             (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
         )
