@@ -27,6 +27,7 @@ from bench.context import BenchContext
 from bench.core import Figure, Result, paired, per_item, ratio_row
 from devstack.client import DevClient
 from devstack.host import FunctionsRouter
+from shared.dataverse.client import ODATA_HEADERS
 
 BATCH = 20
 ROUNDS = 40
@@ -43,8 +44,6 @@ def run(ctx: BenchContext) -> Result:
     health.forget()
     client = DevClient.from_stack(stack.material.folder)
     token = client.user_token(USER)
-    subscription_key = client.settings["DEVSTACK_SUBSCRIPTION_KEY"]
-    api_url = client.settings["DEVSTACK_API_URL"].rstrip("/")
 
     listed = client.call("GET", "/api/customers?pageSize=1", token=token)
     listed.raise_for_status()
@@ -61,10 +60,10 @@ def run(ctx: BenchContext) -> Result:
     def handler_request() -> func.HttpRequest:
         return func.HttpRequest(
             method="GET",
-            url=api_url + path,
+            url=client.api_url + path,
             headers={
                 "Authorization": f"Bearer {token}",
-                "Ocp-Apim-Subscription-Key": subscription_key,
+                "Ocp-Apim-Subscription-Key": client.subscription_key,
                 "x-correlation-id": str(uuid.uuid4()),
             },
             params={},
@@ -98,9 +97,7 @@ def run(ctx: BenchContext) -> Result:
     def floor_headers() -> dict[str, Any]:
         correlation = str(uuid.uuid4())
         return {
-            "Accept": "application/json",
-            "OData-MaxVersion": "4.0",
-            "OData-Version": "4.0",
+            **ODATA_HEADERS,
             "x-ms-correlation-request-id": correlation,
             "x-ms-client-request-id": correlation,
             "Authorization": f"Bearer {dataverse_token}",

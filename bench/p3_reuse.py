@@ -38,9 +38,9 @@ def run(ctx: BenchContext) -> Result:
     token = client.user_token(USER)
     headers = {
         "Authorization": f"Bearer {token}",
-        "Ocp-Apim-Subscription-Key": client.settings["DEVSTACK_SUBSCRIPTION_KEY"],
+        "Ocp-Apim-Subscription-Key": client.subscription_key,
     }
-    api_url = client.settings["DEVSTACK_API_URL"].rstrip("/")
+    api_url = client.api_url
     with requests.Session() as probe:
         probe.trust_env = False
         listed = probe.get(f"{api_url}/api/customers?pageSize=20", headers=headers, timeout=30)

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,7 +104,7 @@ class Stack:
 
 
 def _identities(client: DevClient, http: requests.Session, key: str) -> list[Identity]:
-    api = client.settings["DEVSTACK_API_URL"].rstrip("/")
+    api = client.api_url
 
     def first_ids(token: str, path: str, count: int) -> list[str]:
         response = http.get(
@@ -190,11 +191,6 @@ def _problem(response: requests.Response) -> str:
         return response.text[:200]
 
 
-def _percentile(sorted_values: list[float], p: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
-    return sorted_values[index]
-
-
 def run(ctx: BenchContext) -> Result:
     warmup_seconds = ctx.scaled(WARMUP_SECONDS, 1)
     seconds = ctx.scaled(SECONDS, 3)
@@ -203,7 +199,7 @@ def run(ctx: BenchContext) -> Result:
     try:
         client = stack.client
         key = client.settings["DEVSTACK_SUBSCRIPTION_KEY"]
-        api = client.settings["DEVSTACK_API_URL"].rstrip("/")
+        api = client.api_url
         control = client.settings["DEVSTACK_DATAVERSE_URL"].rstrip("/") + "/_emulator/limits"
         with requests.Session() as http:
             http.verify = client.settings["REQUESTS_CA_BUNDLE"]
@@ -242,24 +238,18 @@ def run(ctx: BenchContext) -> Result:
     warm_errors = [s for s in warm if not 200 <= s.status < 300]
     latencies = sorted(s.seconds for s in measured)
     p50 = statistics.median(latencies)
-    p99 = _percentile(latencies, 99)
+    p99 = statistics.quantiles(latencies, n=100, method="inclusive")[98]
     served = len(measured) / seconds
     slowest_warm = max((s.seconds for s in warm), default=0.0)
-    failures: dict[tuple[str, int, str], int] = {}
-    for s in warm_errors + errors:
-        failures[s.request, s.status, s.problem] = (
-            failures.get((s.request, s.status, s.problem), 0) + 1
-        )
-    statuses: dict[int, int] = {}
-    for s in errors:
-        statuses[s.status] = statuses.get(s.status, 0) + 1
+    failures = Counter((s.request, s.status, s.problem) for s in warm_errors + errors)
+    statuses = Counter(s.status for s in errors)
     return Result(
         [
             Row(
                 "P6",
                 f"{CLIENTS} concurrent clients for {seconds:g} s through the host: errors",
                 f"{len(errors)} of {len(measured)} requests ({served:.0f}/s)"
-                + (f"; statuses {statuses}" if statuses else ""),
+                + (f"; statuses {dict(statuses)}" if statuses else ""),
                 "0",
                 not errors,
             ),

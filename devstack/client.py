@@ -45,6 +45,15 @@ class DevClient:
         return cls(tenant, ensure_material(folder, tenant), settings)
 
     @property
+    def api_url(self) -> str:
+        return self.settings["DEVSTACK_API_URL"].rstrip("/")
+
+    @property
+    def subscription_key(self) -> str:
+        """The demo client's key (`demo-portal`)."""
+        return self.settings["DEVSTACK_SUBSCRIPTION_KEY"]
+
+    @property
     def authority(self) -> str:
         return f"{self.settings['AZURE_AUTHORITY_HOST']}/{self.tenant.id}"
 
@@ -125,16 +134,13 @@ class DevClient:
         subscription_key: str | None = None,
     ) -> requests.Response:
         """Step 3: call the API with the token and the demo subscription key."""
-        sent = {
-            "Ocp-Apim-Subscription-Key": subscription_key
-            or self.settings["DEVSTACK_SUBSCRIPTION_KEY"]
-        }
+        sent = {"Ocp-Apim-Subscription-Key": subscription_key or self.subscription_key}
         if token:
             sent["Authorization"] = f"Bearer {token}"
         if body is not None:
             sent["Content-Type"] = "application/json"
         sent.update(headers or {})
-        url = self.settings["DEVSTACK_API_URL"].rstrip("/") + "/" + path.lstrip("/")
+        url = self.api_url + "/" + path.lstrip("/")
         with self._session() as session:
             return session.request(
                 method.upper(),

@@ -40,7 +40,7 @@ from shared.dataverse.errors import (
 API_PATH = "/api/data/v9.2/"
 MAX_ATTEMPTS = 3
 _ERROR_CODE = re.compile(r"^0x[0-9a-fA-F]{8}$")
-_BASE_HEADERS = {
+ODATA_HEADERS = {  # on every request, with the bearer and the correlation id
     "Accept": "application/json",
     "OData-MaxVersion": "4.0",
     "OData-Version": "4.0",
@@ -91,7 +91,7 @@ class DataverseClient:
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
         url = self.base + path + (f"?{query}" if query else "")
-        sent = dict(_BASE_HEADERS)
+        sent = dict(ODATA_HEADERS)
         sent["x-ms-correlation-request-id"] = call.correlation_id
         sent["x-ms-client-request-id"] = call.correlation_id
         if headers:
