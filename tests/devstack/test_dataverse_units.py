@@ -27,6 +27,7 @@ from devstack.dataverse.sqlserver import compare_ci, sql_server_like
 from devstack.dataverse.store import Store
 from devstack.dataverse.tables import CONTACTS, TABLES
 from devstack.tenant import Tenant, load_tenant
+from tests.clock import ManualClock
 
 # --- SQL Server LIKE -----------------------------------------------------------------------------
 
@@ -178,16 +179,8 @@ def test_keyset_pages_match_one_big_ordered_query(tmp_path: Path) -> None:
 # --- service protection limits -------------------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_request_limit_slides_with_the_window() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     limits = ServiceProtection(clock)
     limits.configure({"requests": 2, "window_seconds": 10})
     for _ in range(2):
@@ -204,7 +197,7 @@ def test_request_limit_slides_with_the_window() -> None:
 
 
 def test_execution_time_limit_and_retry_after() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     limits = ServiceProtection(clock)
     limits.configure({"execution_ms": 100, "window_seconds": 300})
     limits.enter("u")
@@ -258,7 +251,7 @@ def test_concurrency_limit_under_real_threads() -> None:
 
 
 def test_limit_headers_and_reset() -> None:
-    limits = ServiceProtection(FakeClock())
+    limits = ServiceProtection(ManualClock())
     limits.enter("u")
     limits.leave("u", 540)
     assert limits.headers("u") == {
@@ -292,7 +285,7 @@ def _jwk(kid: str) -> dict[str, Any]:
 
 
 def test_key_cache_refetches_unknown_kids_at_most_once_per_interval() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     documents = [{"keys": [_jwk("a")]}, {"keys": [_jwk("a"), _jwk("b")]}]
     calls: list[int] = []
 
@@ -311,7 +304,7 @@ def test_key_cache_refetches_unknown_kids_at_most_once_per_interval() -> None:
 
 
 def test_key_cache_keeps_last_good_keys_when_fetch_fails() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     good = {"keys": [_jwk("a")]}
     answers: list[Any] = [good, ValueError("boom"), {"keys": []}, {"nope": 1}]
 

@@ -31,6 +31,7 @@ from shared.auth import keys
 from shared.auth.keys import SigningKeys
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import Api
+from tests.clock import ManualClock
 
 # The end-to-end fixtures of tests/api, for this folder too.
 api = api_fixtures.api
@@ -44,18 +45,12 @@ DATAVERSE_PATH = "/api/data/v9.2/*"
 Restart = Callable[..., runtime.Runtime]
 
 
-class Clock:
+class Clock(ManualClock):
     """A monotonic clock that tests move: the signing keys' refresh budget (one refresh per
     5 minutes) is spent in a step, not in real minutes."""
 
     def __init__(self) -> None:
-        self.now = time.monotonic()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+        super().__init__(time.monotonic())
 
 
 @pytest.fixture

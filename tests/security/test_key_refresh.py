@@ -19,18 +19,11 @@ import pytest
 import requests
 
 from shared.auth import InvalidToken, SigningKeys, TokenValidator
+from tests.clock import ManualClock as Clock
 from tests.conftest import Emulator
 from tests.security.tokens import TokenBuilder
 
 WINDOW = 300.0  # the contract's "at most once per 5 minutes"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 10_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -44,7 +37,7 @@ def emulator(entra: Emulator, ca_bundle: Path) -> Iterator[Emulator]:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(10_000.0)
 
 
 @pytest.fixture

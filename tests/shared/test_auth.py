@@ -28,6 +28,7 @@ from shared.auth import (
     TokenValidator,
     authorize,
 )
+from tests.clock import ManualClock as Clock
 from tests.conftest import Emulator
 
 API = "c8a8d8a5-a350-45e2-af0f-42a4e0716e11"
@@ -46,14 +47,6 @@ def entra_clean(entra: Emulator, session: requests.Session) -> Iterator[Emulator
     session.post(f"{entra.url}/_emulator/reset", timeout=5)
     yield entra
     session.post(f"{entra.url}/_emulator/reset", timeout=5)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

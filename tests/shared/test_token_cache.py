@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 from shared.downstream.cache import TokenCache, cache_key
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import ManualClock as Clock
 
 
 def test_a_full_cache_drops_the_oldest_entry_and_a_hit_moves_nothing() -> None:
