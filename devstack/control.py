@@ -1,8 +1,9 @@
 """The emulators' control plane: request log, fault injection, reset.
 
-Each emulator wraps its Starlette app in `ControlPlane.wrap(app)` and mounts
-`ControlPlane.routes()` (plus its own extra routes) under `/_emulator/`. Control routes answer
-only to loopback clients; they are neither logged nor subject to faults.
+Each emulator builds its Starlette app with `emulator_app(...)`: `ControlPlane.routes()` (plus
+its own extra routes) under `/_emulator/`, and `ControlPlane.wrap` around the rest as middleware,
+so that the app handed out is still the Starlette app (its `state`, `router`, test client).
+Control routes answer only to loopback clients; they are neither logged nor subject to faults.
 
 Routes:
     GET    /_emulator/requests          recent requests, oldest first (`?since=<seq>` to page)
@@ -27,14 +28,16 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
 
 PREFIX = "/_emulator"
 LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
@@ -305,3 +308,28 @@ def _fault_response(fault: Fault) -> Response:
     return Response(
         json.dumps(fault.body), fault.status, headers=headers, media_type="application/json"
     )
+
+
+def emulator_app(
+    control: ControlPlane,
+    *,
+    routes: Sequence[BaseRoute],
+    control_routes: list[Route],
+    exception_handlers: Mapping[Any, ExceptionHandler] | None = None,
+) -> Starlette:
+    """A Starlette app serving `routes`, behind `control` with its own `control_routes` added."""
+    return Starlette(
+        routes=[*control.routes(extra=control_routes), *routes],
+        middleware=[Middleware(_ControlPlaneMiddleware, control=control)],
+        exception_handlers=exception_handlers,
+    )
+
+
+class _ControlPlaneMiddleware:
+    """`ControlPlane.wrap` as middleware."""
+
+    def __init__(self, app: ASGIApp, control: ControlPlane) -> None:
+        self._wrapped = control.wrap(app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._wrapped(scope, receive, send)

@@ -60,18 +60,29 @@ def cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def self_signed_cert(key: rsa.RSAPrivateKey, common_name: str, days: int = 365) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+def _common_name(name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+
+
+def _cert_builder(
+    key: rsa.RSAPrivateKey, subject: x509.Name, issuer: x509.Name, days: int
+) -> x509.CertificateBuilder:
+    """A builder for a certificate of `key`'s public half, valid from a day ago for `days` days;
+    extensions and the signature are the caller's."""
     return (
         x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
+        .subject_name(subject)
+        .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(_now() - _ONE_DAY)
         .not_valid_after(_now() + dt.timedelta(days=days))
-        .sign(key, hashes.SHA256())
     )
+
+
+def self_signed_cert(key: rsa.RSAPrivateKey, common_name: str, days: int = 365) -> x509.Certificate:
+    name = _common_name(common_name)
+    return _cert_builder(key, name, name, days).sign(key, hashes.SHA256())
 
 
 def thumbprints(cert: x509.Certificate) -> tuple[str, str]:
@@ -159,15 +170,9 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def _make_ca(folder: Path) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     key = new_rsa_key()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "central-api dev stack local CA")])
+    name = _common_name("central-api dev stack local CA")
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(_now() - _ONE_DAY)
-        .not_valid_after(_now() + dt.timedelta(days=3650))
+        _cert_builder(key, name, name, days=3650)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -194,13 +199,7 @@ def _make_ca(folder: Path) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
 def _make_tls(folder: Path, ca_key: rsa.RSAPrivateKey, ca_cert: x509.Certificate) -> None:
     key = new_rsa_key()
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(_now() - _ONE_DAY)
-        .not_valid_after(_now() + dt.timedelta(days=825))
+        _cert_builder(key, _common_name("localhost"), ca_cert.subject, days=825)
         .add_extension(
             x509.SubjectAlternativeName(
                 [

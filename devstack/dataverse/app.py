@@ -10,11 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from devstack import seed as demo_data
-from devstack.control import ControlPlane
+from devstack.control import ControlPlane, emulator_app
 from devstack.dataverse import control_routes, http, paging
 from devstack.dataverse.auth import KeyCache, TokenValidator, https_jwks
 from devstack.dataverse.limits import ServiceProtection
@@ -179,19 +177,6 @@ def create_app(
         seed=seed,
         clock=clock,
     )
-    app = Starlette(
-        routes=[*dataverse.control.routes(extra=control_routes.ROUTES), *http.ROUTES],
-        middleware=[Middleware(_ControlPlaneMiddleware, control=dataverse.control)],
-    )
+    app = emulator_app(dataverse.control, routes=http.ROUTES, control_routes=control_routes.ROUTES)
     app.state.dataverse = dataverse
     return app
-
-
-class _ControlPlaneMiddleware:
-    """`ControlPlane.wrap` as middleware, so that `create_app` still returns the Starlette app."""
-
-    def __init__(self, app: ASGIApp, control: ControlPlane) -> None:
-        self._wrapped = control.wrap(app)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._wrapped(scope, receive, send)

@@ -232,8 +232,6 @@ class Reads:
         headers = {"ETag": render.etag(row.get("versionnumber"))}
         return Reply(status, body, {**headers, **preference_applied([], prefer)})
 
-    # --- helpers: writing ---------------------------------------------------------------------
-
 
 def _where(conditions: Sequence[str]) -> str:
     return f" WHERE {' AND '.join(conditions)}" if conditions else ""

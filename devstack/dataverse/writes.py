@@ -94,10 +94,7 @@ class Writes:
             if conditions.if_none_match == "*":
                 raise DuplicateRecord()
             principal.check_row(table, "write", key, current.get("_ownerid_value"))
-            if conditions.if_match is not None and not matches(
-                conditions.if_match, int(current["versionnumber"] or 0)
-            ):
-                raise PreconditionFailed()
+            _check_if_match(conditions, current)
             row = self._update(principal, table, current, changes)
         return self._written(204, principal, table, row, options, prefer)
 
@@ -108,10 +105,7 @@ class Writes:
             if current is None:
                 raise NotFound.record(table.logical_name, key)
             principal.check_row(table, "delete", key, current.get("_ownerid_value"))
-            if conditions.if_match is not None and not matches(
-                conditions.if_match, int(current["versionnumber"] or 0)
-            ):
-                raise PreconditionFailed()
+            _check_if_match(conditions, current)
             self.store.delete(table, key)
         return Reply(204)
 
@@ -284,6 +278,14 @@ class Writes:
                 code=INVALID_ARGUMENT,
             )
         values["statecode"], values["statuscode"] = int(state), int(status)
+
+
+def _check_if_match(conditions: Conditions, current: Mapping[str, Any]) -> None:
+    """412 unless `If-Match`, when sent, matches the row's current version."""
+    if conditions.if_match is not None and not matches(
+        conditions.if_match, int(current["versionnumber"] or 0)
+    ):
+        raise PreconditionFailed()
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

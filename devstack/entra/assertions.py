@@ -14,6 +14,7 @@ from devstack.entra.directory import Directory
 from devstack.entra.errors import InvalidGrant, InvalidRequest
 from devstack.entra.keys import KeyRing
 from devstack.entra.metadata import Urls
+from devstack.entra.signature import signed_claims
 from devstack.entra.timefmt import iso, numeric_date
 from devstack.pki import SigningKey
 from devstack.tenant import App, User
@@ -96,19 +97,7 @@ def _signing_key(header: dict[str, Any], keys: KeyRing) -> SigningKey:
 
 def _verified_claims(assertion: str, key: SigningKey, header: dict[str, Any]) -> dict[str, Any]:
     try:
-        claims: dict[str, Any] = jwt.decode(
-            assertion,
-            key.key.public_key(),
-            algorithms=["RS256"],
-            options={
-                "verify_signature": True,
-                "verify_exp": False,
-                "verify_nbf": False,
-                "verify_iat": False,
-                "verify_aud": False,
-                "verify_iss": False,
-            },
-        )
+        return signed_claims(assertion, key.key.public_key(), "RS256")
     except jwt.InvalidSignatureError:
         raise InvalidGrant(
             50013,
@@ -118,7 +107,6 @@ def _verified_claims(assertion: str, key: SigningKey, header: dict[str, Any]) ->
         ) from None
     except jwt.PyJWTError:
         raise InvalidRequest(50027, "JWT token is invalid or malformed.") from None
-    return claims
 
 
 def _check_lifetime(claims: dict[str, Any], now: float) -> None:

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devstack.entra.directory import Directory
 from devstack.entra.errors import InvalidClient, InvalidRequest, UnauthorizedClient
+from devstack.entra.signature import signed_claims
 from devstack.entra.timefmt import iso, numeric_date
 from devstack.entra.tokens import ACR_CERTIFICATE, ACR_PUBLIC, ACR_SECRET
 from devstack.pki import Material, load_client_cert, thumbprints
@@ -174,19 +175,7 @@ class ClientAuthenticator:
                 f"Id '{app.client_id}'. {_CERT_DOCS}]",
             )
         try:
-            claims: dict[str, Any] = jwt.decode(
-                creds.assertion,
-                registered.public_key,
-                algorithms=[alg],
-                options={
-                    "verify_signature": True,
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                    "verify_aud": False,
-                    "verify_iss": False,
-                },
-            )
+            claims = signed_claims(creds.assertion, registered.public_key, alg)
         except jwt.InvalidSignatureError:
             raise InvalidClient(
                 700027,
