@@ -19,16 +19,8 @@ from tests.api.contract_helpers import (
     sign,
     token_claims,
 )
+from tests.security.downstream import INVALID_KEY, INVALID_TOKEN, MISSING_KEY
 
-MISSING_KEY = (
-    "Access denied due to missing subscription key. Make sure to include subscription key when "
-    "making requests to an API."
-)
-INVALID_KEY = (
-    "Access denied due to invalid subscription key. Make sure to provide a valid key for an "
-    "active subscription."
-)
-INVALID_TOKEN = "Unauthorized. Access token is missing or invalid."
 GUID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 
 # One request per method and domain: the pipeline runs before any of them does anything.

@@ -17,8 +17,11 @@ import msal
 import requests
 
 from devstack.entra import msal_session
-from devstack.pki import SigningKey, load_client_cert, thumbprints
+from devstack.pki import Material, SigningKey, load_client_cert, thumbprints
 from devstack.tenant import Tenant
+
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+OMIT = "<omit>"  # a form override that leaves the field out
 
 AADSTS_ERROR_FIELDS = {
     "error",
@@ -126,15 +129,66 @@ def assert_entra_error(
     assert "Traceback" not in description
 
 
+# --- raw token requests --------------------------------------------------------------------------
+
+
+def api_scope(tenant: Tenant, scope: str = ".default") -> str:
+    """A scope of the central API, under its identifier URI."""
+    return f"{tenant.app('central-api').identifier_uris[0]}/{scope}"
+
+
+def client_credentials_form(tenant: Tenant, material: Material, **overrides: str) -> dict[str, str]:
+    """dealer-sync asks for a central-API token with its secret; an override of `OMIT` leaves
+    that field out."""
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": tenant.app("dealer-sync").client_id,
+        "client_secret": material.client_secret("dealer-sync"),
+        "scope": api_scope(tenant),
+    }
+    form.update(overrides)
+    return {k: v for k, v in form.items() if v != OMIT}
+
+
+def password_form(tenant: Tenant, username: str, password: str, **extra: str) -> dict[str, str]:
+    """The portal signs a user in with the password grant, for the central API by default."""
+    return {
+        "grant_type": "password",
+        "client_id": tenant.app("portal").client_id,
+        "username": username,
+        "password": password,
+        "scope": api_scope(tenant),
+        **extra,
+    }
+
+
+def obo_form(tenant: Tenant, material: Material, assertion: str) -> dict[str, str]:
+    """The central API exchanges a user's `assertion` for a Dataverse token (On-Behalf-Of)."""
+    return {
+        "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "requested_token_use": "on_behalf_of",
+        "client_id": tenant.app("central-api").client_id,
+        "client_secret": material.client_secret("central-api"),
+        "assertion": assertion,
+        "scope": f"{tenant.app('dataverse').identifier_uris[0]}/.default",
+    }
+
+
 # --- validation ----------------------------------------------------------------------------------
 
 
 @dataclass
 class Validator:
-    """Validates tokens the way an API does: signature against the JWKS fetched over HTTPS."""
+    """Validates tokens the way an API does: signature against the tenant's JWKS fetched over
+    HTTPS."""
 
-    jwks_uri: str
+    entra_url: str
+    tenant: Tenant
     ca_bundle: Path
+
+    @property
+    def jwks_uri(self) -> str:
+        return f"{self.entra_url}/{self.tenant.id}/discovery/v2.0/keys"
 
     def jwks(self) -> dict[str, Any]:
         response = requests.get(self.jwks_uri, verify=str(self.ca_bundle), timeout=10)
@@ -159,6 +213,18 @@ class Validator:
             options={"require": ["exp", "iat", "nbf", "aud", "iss"]},
         )
         return claims
+
+    def api_claims(self, token: str) -> dict[str, Any]:
+        """A v2 access token for the central API."""
+        return self.claims(
+            token,
+            audience=self.tenant.app("central-api").client_id,
+            issuer=f"{self.entra_url}/{self.tenant.id}/v2.0",
+        )
+
+    def v1_claims(self, token: str, *, audience: str) -> dict[str, Any]:
+        """A v1 access token for `audience` (Dataverse, or an API switched to v1 tokens)."""
+        return self.claims(token, audience=audience, issuer=f"{self.entra_url}/{self.tenant.id}/")
 
 
 # --- assertions for the OBO flow -----------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,10 @@ import msal
 import pytest
 import requests
 
-from devstack.entra import msal_session
 from devstack.pki import Material
 from devstack.tenant import Tenant
 from tests.devstack.dataverse_helpers import Api, Tokens, assert_error
+from tests.devstack.entra_helpers import MsalApps, api_scope, ropc
 
 ALICE = "f775ea63-9e01-4b35-8d49-8af1a935d228"
 BOB = "e80b6af1-6428-4a30-92ce-22f7005e3a46"
@@ -379,63 +378,31 @@ def test_users_control_route(control: requests.Session, dataverse: Any) -> None:
 # --- real tokens from the Entra emulator ---------------------------------------------------------
 
 
-class Msal:
-    """MSAL clients against the Entra emulator, closed afterwards (the servers' shutdown waits for
-    open connections). `REQUESTS_CA_BUNDLE` is unset so that MSAL uses the dev CA it is given."""
-
-    def __init__(self, entra_url: str, tenant: Tenant, ca_bundle: Path) -> None:
-        self.entra_url = entra_url
-        self.authority = f"{entra_url}/{tenant.id}"
-        self.ca_bundle = str(ca_bundle)
-        self.apps: list[msal.ClientApplication] = []
-
-    def confidential(self, client_id: str, secret: str) -> msal.ConfidentialClientApplication:
-        app = msal.ConfidentialClientApplication(
-            client_id,
-            client_credential=secret,
-            authority=self.authority,
-            instance_discovery=False,
-            verify=self.ca_bundle,
-            token_cache=msal.TokenCache(),
-        )
-        self.apps.append(app)
-        return app
-
-    def public(self, client_id: str) -> msal.PublicClientApplication:
-        app = msal.PublicClientApplication(
-            client_id,
-            authority=self.authority,
-            instance_discovery=False,
-            http_client=msal_session(self.entra_url, self.ca_bundle),
-            token_cache=msal.TokenCache(),
-        )
-        self.apps.append(app)
-        return app
+@pytest.fixture
+def msal_apps(msal_apps: MsalApps, monkeypatch: pytest.MonkeyPatch) -> MsalApps:
+    """The Entra tests' MSAL clients (tests/devstack/conftest.py), with `REQUESTS_CA_BUNDLE`
+    unset so that MSAL uses the dev CA it is given."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    return msal_apps
 
 
 @pytest.fixture
-def msal_apps(
-    entra: Any, tenant: Tenant, ca_bundle: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Msal]:
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        monkeypatch.delenv(name, raising=False)
-    apps = Msal(entra.url, tenant, ca_bundle)
-    yield apps
-    for app in apps.apps:
-        app.http_client.close()
+def middle_tier(
+    msal_apps: MsalApps, tenant: Tenant, material: Material
+) -> msal.ConfidentialClientApplication:
+    """The central API's MSAL app, with its secret."""
+    return msal_apps.confidential(
+        tenant.app("central-api").client_id, material.client_secret("central-api")
+    )
 
 
 def test_client_credentials_token_from_msal(
-    msal_apps: Msal,
-    tenant: Tenant,
-    material: Material,
+    middle_tier: msal.ConfidentialClientApplication,
     dataverse: Any,
     connect: Callable[[str | None], Api],
 ) -> None:
-    app = msal_apps.confidential(
-        tenant.app("central-api").client_id, material.client_secret("central-api")
-    )
-    result = app.acquire_token_for_client([f"{dataverse.url}/.default"])
+    result = middle_tier.acquire_token_for_client([f"{dataverse.url}/.default"])
     assert "access_token" in result, result
     api = connect(result["access_token"])
     assert api.get("WhoAmI").json()["UserId"] == CENTRAL_API
@@ -443,23 +410,16 @@ def test_client_credentials_token_from_msal(
 
 
 def test_on_behalf_of_token_from_msal_applies_the_users_roles(
-    msal_apps: Msal,
+    msal_apps: MsalApps,
+    middle_tier: msal.ConfidentialClientApplication,
     tenant: Tenant,
     material: Material,
     dataverse: Any,
     connect: Callable[[str | None], Api],
 ) -> None:
     portal = msal_apps.public(tenant.app("portal").client_id)
-    api_scope = f"{tenant.app('central-api').identifier_uris[0]}/.default"
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "This API has been deprecated", DeprecationWarning)
-        login = portal.acquire_token_by_username_password(
-            tenant.user("alice").upn, material.password("alice"), scopes=[api_scope]
-        )
+    login = ropc(portal, tenant.user("alice").upn, material.password("alice"), [api_scope(tenant)])
     assert "access_token" in login, login
-    middle_tier = msal_apps.confidential(
-        tenant.app("central-api").client_id, material.client_secret("central-api")
-    )
     result = middle_tier.acquire_token_on_behalf_of(
         login["access_token"], scopes=[f"{dataverse.url}/user_impersonation"]
     )

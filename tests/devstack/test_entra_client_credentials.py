@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,50 +12,29 @@ from azure.identity import CertificateCredential, ClientSecretCredential
 from devstack.pki import Material
 from devstack.tenant import Tenant
 from tests.devstack.entra_helpers import (
+    OMIT,
     MsalApps,
     Validator,
+    api_scope,
     assert_entra_error,
     cert_credential,
+    client_credentials_form,
 )
 
 
-@pytest.fixture
-def msal_apps(entra: Any, tenant: Tenant, ca_bundle: Path) -> Iterator[MsalApps]:
-    apps = MsalApps(entra.url, tenant, ca_bundle)
-    yield apps
-    apps.close()
-
-
-@pytest.fixture
-def validator(entra: Any, tenant: Tenant, ca_bundle: Path) -> Validator:
-    return Validator(f"{entra.url}/{tenant.id}/discovery/v2.0/keys", ca_bundle)
-
-
-def _api_scope(tenant: Tenant) -> str:
-    return f"{tenant.app('central-api').identifier_uris[0]}/.default"
-
-
 def test_secret_gives_v2_app_token_with_assigned_roles(
-    msal_apps: MsalApps,
-    entra: Any,
-    tenant: Tenant,
-    material: Material,
-    ca_bundle: Path,
-    validator: Validator,
+    msal_apps: MsalApps, tenant: Tenant, material: Material, validator: Validator
 ) -> None:
     sync = tenant.app("dealer-sync")
     app = msal_apps.confidential(sync.client_id, material.client_secret("dealer-sync"))
-    result = app.acquire_token_for_client(scopes=[_api_scope(tenant)])
+    result = app.acquire_token_for_client(scopes=[api_scope(tenant)])
     assert "access_token" in result, result
     assert result["token_type"] == "Bearer"
     assert "refresh_token" not in result
     assert "id_token" not in result
     assert 3600 <= result["expires_in"] <= 5400
 
-    api = tenant.app("central-api")
-    claims = validator.claims(
-        result["access_token"], audience=api.client_id, issuer=f"{entra.url}/{tenant.id}/v2.0"
-    )
+    claims = validator.api_claims(result["access_token"])
     assert claims["ver"] == "2.0"
     assert claims["azp"] == sync.client_id
     assert claims["azpacr"] == "1"
@@ -71,73 +49,45 @@ def test_secret_gives_v2_app_token_with_assigned_roles(
 
 
 def test_app_without_assignment_gets_no_roles_claim(
-    msal_apps: MsalApps,
-    entra: Any,
-    tenant: Tenant,
-    material: Material,
-    ca_bundle: Path,
-    validator: Validator,
+    msal_apps: MsalApps, tenant: Tenant, material: Material, validator: Validator
 ) -> None:
     app = msal_apps.confidential(
         tenant.app("no-access").client_id,
         material.client_secret("no-access"),
     )
-    result = app.acquire_token_for_client(scopes=[_api_scope(tenant)])
-    claims = validator.claims(
-        result["access_token"],
-        audience=tenant.app("central-api").client_id,
-        issuer=f"{entra.url}/{tenant.id}/v2.0",
-    )
-    assert "roles" not in claims
+    result = app.acquire_token_for_client(scopes=[api_scope(tenant)])
+    assert "roles" not in validator.api_claims(result["access_token"])
 
 
 @pytest.mark.parametrize("sha256", [False, True], ids=["RS256-x5t", "PS256-x5t#S256"])
 def test_certificate_credential(
-    msal_apps: MsalApps,
-    entra: Any,
-    tenant: Tenant,
-    material: Material,
-    ca_bundle: Path,
-    validator: Validator,
-    sha256: bool,
+    msal_apps: MsalApps, tenant: Tenant, material: Material, validator: Validator, sha256: bool
 ) -> None:
     sync = tenant.app("dealer-sync")
     credential = cert_credential(material.client_certs["dealer-sync"], sha256=sha256)
     app = msal_apps.confidential(sync.client_id, credential)
-    result = app.acquire_token_for_client(scopes=[_api_scope(tenant)])
+    result = app.acquire_token_for_client(scopes=[api_scope(tenant)])
     assert "access_token" in result, result
-    claims = validator.claims(
-        result["access_token"],
-        audience=tenant.app("central-api").client_id,
-        issuer=f"{entra.url}/{tenant.id}/v2.0",
-    )
-    assert claims["azpacr"] == "2"
+    assert validator.api_claims(result["access_token"])["azpacr"] == "2"
 
 
 def test_certificate_of_another_app_is_refused(
-    msal_apps: MsalApps, entra: Any, tenant: Tenant, material: Material, ca_bundle: Path
+    msal_apps: MsalApps, tenant: Tenant, material: Material
 ) -> None:
     credential = cert_credential(material.client_certs["no-access"], sha256=False)
     app = msal_apps.confidential(tenant.app("dealer-sync").client_id, credential)
-    result = app.acquire_token_for_client(scopes=[_api_scope(tenant)])
+    result = app.acquire_token_for_client(scopes=[api_scope(tenant)])
     assert_entra_error(result, "invalid_client", 700027)
 
 
 def test_dataverse_resource_gets_v1_token(
-    msal_apps: MsalApps,
-    entra: Any,
-    tenant: Tenant,
-    material: Material,
-    ca_bundle: Path,
-    validator: Validator,
+    msal_apps: MsalApps, tenant: Tenant, material: Material, validator: Validator
 ) -> None:
     api = tenant.app("central-api")
     dataverse_url = tenant.app("dataverse").identifier_uris[0]
     app = msal_apps.confidential(api.client_id, material.client_secret("central-api"))
     result = app.acquire_token_for_client(scopes=[f"{dataverse_url}/.default"])
-    claims = validator.claims(
-        result["access_token"], audience=dataverse_url, issuer=f"{entra.url}/{tenant.id}/"
-    )
+    claims = validator.v1_claims(result["access_token"], audience=dataverse_url)
     assert claims["ver"] == "1.0"
     assert claims["appid"] == api.client_id
     assert claims["appidacr"] == "1"
@@ -146,7 +96,7 @@ def test_dataverse_resource_gets_v1_token(
 
 
 def test_client_id_and_bare_client_id_scopes_address_the_same_api(
-    entra: Any, tenant: Tenant, material: Material, ca_bundle: Path, http: requests.Session
+    entra: Any, tenant: Tenant, material: Material, http: requests.Session
 ) -> None:
     sync = tenant.app("dealer-sync")
     response = http.post(
@@ -180,27 +130,18 @@ def test_azure_identity_secret_and_certificate(
     )
     for credential in (by_secret, by_cert):
         with credential:
-            token = credential.get_token(_api_scope(tenant))
-        claims = validator.claims(
-            token.token,
-            audience=tenant.app("central-api").client_id,
-            issuer=f"{entra.url}/{tenant.id}/v2.0",
-        )
+            token = credential.get_token(api_scope(tenant))
+        claims = validator.api_claims(token.token)
         assert claims["azp"] == sync.client_id
         assert abs(token.expires_on - claims["exp"]) <= 2  # computed client-side from expires_in
 
 
 def test_bad_secret_is_401_invalid_client(
-    entra: Any, tenant: Tenant, ca_bundle: Path, http: requests.Session
+    token_url: str, tenant: Tenant, material: Material, http: requests.Session
 ) -> None:
     response = http.post(
-        f"{entra.url}/{tenant.id}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": tenant.app("dealer-sync").client_id,
-            "client_secret": "not-the-secret",
-            "scope": _api_scope(tenant),
-        },
+        token_url,
+        data=client_credentials_form(tenant, material, client_secret="not-the-secret"),
         headers={"client-request-id": "5d1f8c2e-0b7a-4c55-9a61-2f2a0e7b9c11"},
     )
     assert response.status_code == 401
@@ -209,11 +150,9 @@ def test_bad_secret_is_401_invalid_client(
     assert body["correlation_id"] == "5d1f8c2e-0b7a-4c55-9a61-2f2a0e7b9c11"
 
 
-def test_msal_sees_bad_secret(
-    msal_apps: MsalApps, entra: Any, tenant: Tenant, ca_bundle: Path
-) -> None:
+def test_msal_sees_bad_secret(msal_apps: MsalApps, tenant: Tenant) -> None:
     app = msal_apps.confidential(tenant.app("dealer-sync").client_id, "wrong")
-    result = app.acquire_token_for_client(scopes=[_api_scope(tenant)])
+    result = app.acquire_token_for_client(scopes=[api_scope(tenant)])
     assert_entra_error(result, "invalid_client", 7000215)
 
 
@@ -232,38 +171,25 @@ def test_msal_sees_bad_secret(
     ids=["not-default", "unknown-resource", "two-resources"],
 )
 def test_client_credentials_scope_errors(
-    entra: Any,
+    token_url: str,
     tenant: Tenant,
     material: Material,
-    ca_bundle: Path,
     http: requests.Session,
     scope: str,
     error: str,
     code: int,
 ) -> None:
-    response = http.post(
-        f"{entra.url}/{tenant.id}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": tenant.app("dealer-sync").client_id,
-            "client_secret": material.client_secret("dealer-sync"),
-            "scope": scope,
-        },
-    )
+    response = http.post(token_url, data=client_credentials_form(tenant, material, scope=scope))
     assert response.status_code == 400
     assert_entra_error(response.json(), error, code)
 
 
 def test_public_client_cannot_use_client_credentials(
-    entra: Any, tenant: Tenant, ca_bundle: Path, http: requests.Session
+    token_url: str, tenant: Tenant, material: Material, http: requests.Session
 ) -> None:
-    response = http.post(
-        f"{entra.url}/{tenant.id}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": tenant.app("portal").client_id,
-            "scope": _api_scope(tenant),
-        },
+    form = client_credentials_form(
+        tenant, material, client_id=tenant.app("portal").client_id, client_secret=OMIT
     )
+    response = http.post(token_url, data=form)
     assert response.status_code == 401
     assert_entra_error(response.json(), "invalid_client", 7000218)

@@ -3,7 +3,7 @@ consents, the request log, fault injection and reset."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from tests.devstack.entra_helpers import (
     MsalApps,
     UserTokens,
     Validator,
+    api_scope,
     assert_entra_error,
     ropc,
 )
@@ -32,47 +33,40 @@ def control(entra: Any, ca_bundle: Path) -> Iterator[requests.Session]:
         assert session.post(f"{entra.url}/_emulator/reset").status_code == 204
 
 
-@pytest.fixture
-def msal_apps(entra: Any, tenant: Tenant, ca_bundle: Path) -> Iterator[MsalApps]:
-    apps = MsalApps(entra.url, tenant, ca_bundle)
-    yield apps
-    apps.close()
-
-
-@pytest.fixture
-def validator(entra: Any, tenant: Tenant, ca_bundle: Path) -> Validator:
-    return Validator(f"{entra.url}/{tenant.id}/discovery/v2.0/keys", ca_bundle)
-
-
-def _app_token(msal_apps: MsalApps, tenant: Tenant, material: Material) -> str:
+def _client_credentials(msal_apps: MsalApps, tenant: Tenant, material: Material) -> dict[str, Any]:
+    """dealer-sync asks a fresh MSAL app for a central-API token; the answer as MSAL gives it."""
     app = msal_apps.confidential(
         tenant.app("dealer-sync").client_id, material.client_secret("dealer-sync")
     )
-    result = app.acquire_token_for_client(
-        scopes=[f"{tenant.app('central-api').identifier_uris[0]}/.default"]
-    )
-    assert "access_token" in result, result
-    token: str = result["access_token"]
-    return token
+    result: dict[str, Any] = app.acquire_token_for_client(scopes=[api_scope(tenant)])
+    return result
+
+
+@pytest.fixture
+def app_token(msal_apps: MsalApps, tenant: Tenant, material: Material) -> Callable[[], str]:
+    """`app_token()`: dealer-sync's central-API access token, from a fresh MSAL app each call."""
+
+    def fetch() -> str:
+        result = _client_credentials(msal_apps, tenant, material)
+        assert "access_token" in result, result
+        token: str = result["access_token"]
+        return token
+
+    return fetch
 
 
 # --- keys ----------------------------------------------------------------------------------------
 
 
 def test_key_rotation_add_promote_retire_reset(
-    entra: Any,
-    tenant: Tenant,
-    material: Material,
-    control: requests.Session,
-    msal_apps: MsalApps,
-    validator: Validator,
+    entra: Any, control: requests.Session, app_token: Callable[[], str], validator: Validator
 ) -> None:
     base = f"{entra.url}/_emulator/keys"
     start = control.get(base).json()["keys"]
     assert len(start) == 2
     assert [k["active"] for k in start] == [True, False]
     old_kid = start[0]["kid"]
-    old_token = _app_token(msal_apps, tenant, material)
+    old_token = app_token()
 
     added = control.post(base, json={"action": "add"})
     assert added.status_code == 201
@@ -81,20 +75,18 @@ def test_key_rotation_add_promote_retire_reset(
     published = {k["kid"] for k in validator.jwks()["keys"]}
     assert published == {k["kid"] for k in start} | {new_kid}
     # Published but not signing yet.
-    assert jwt.get_unverified_header(_app_token(msal_apps, tenant, material))["kid"] == old_kid
+    assert jwt.get_unverified_header(app_token())["kid"] == old_kid
 
     assert control.post(base, json={"action": "promote", "kid": new_kid}).json()["active"]
-    new_token = _app_token(msal_apps, tenant, material)
+    new_token = app_token()
     assert jwt.get_unverified_header(new_token)["kid"] == new_kid
-    api = tenant.app("central-api").client_id
-    issuer = f"{entra.url}/{tenant.id}/v2.0"
-    assert validator.claims(new_token, audience=api, issuer=issuer)["azp"]
-    assert validator.claims(old_token, audience=api, issuer=issuer)["azp"]  # still published
+    assert validator.api_claims(new_token)["azp"]
+    assert validator.api_claims(old_token)["azp"]  # still published
 
     assert control.post(base, json={"action": "retire", "kid": old_kid}).status_code == 200
     assert old_kid not in {k["kid"] for k in validator.jwks()["keys"]}
     with pytest.raises(jwt.PyJWKClientError):
-        validator.claims(old_token, audience=api, issuer=issuer)
+        validator.api_claims(old_token)
 
     assert control.post(f"{entra.url}/_emulator/reset").status_code == 204
     assert control.get(base).json()["keys"] == start
@@ -168,20 +160,17 @@ def test_sign_over_http_and_in_process(
 def test_switch_central_api_to_v1_tokens(
     entra: Any,
     tenant: Tenant,
-    material: Material,
     control: requests.Session,
-    msal_apps: MsalApps,
+    app_token: Callable[[], str],
     validator: Validator,
 ) -> None:
     response = control.put(
         f"{entra.url}/_emulator/apps/central-api", json={"access_token_version": 1}
     )
     assert response.json() == {"name": "central-api", "access_token_version": 1}
-    api = tenant.app("central-api")
-    claims = validator.claims(
-        _app_token(msal_apps, tenant, material),
-        audience=api.identifier_uris[0],
-        issuer=f"{entra.url}/{tenant.id}/",
+    claims = validator.v1_claims(
+        app_token(),
+        audience=tenant.app("central-api").identifier_uris[0],
     )
     assert claims["ver"] == "1.0"
     assert claims["appid"] == tenant.app("dealer-sync").client_id
@@ -209,7 +198,7 @@ def test_revoke_and_grant_consent(
     entra: Any, tenant: Tenant, material: Material, control: requests.Session, msal_apps: MsalApps
 ) -> None:
     url = f"{entra.url}/_emulator/consents"
-    api_default = f"{tenant.app('central-api').identifier_uris[0]}/.default"
+    api_default = api_scope(tenant)
     partner_default = f"{tenant.app('partner-api').identifier_uris[0]}/.default"
 
     revoked = control.request(
@@ -248,13 +237,16 @@ def test_revoke_and_grant_consent(
 
 
 def test_request_log_names_grant_and_caller(
-    entra: Any, tenant: Tenant, material: Material, control: requests.Session, msal_apps: MsalApps
+    entra: Any,
+    tenant: Tenant,
+    control: requests.Session,
+    msal_apps: MsalApps,
+    app_token: Callable[[], str],
 ) -> None:
     control.delete(f"{entra.url}/_emulator/requests")
-    _app_token(msal_apps, tenant, material)
+    app_token()
     portal = msal_apps.public(tenant.app("portal").client_id)
-    api_default = f"{tenant.app('central-api').identifier_uris[0]}/.default"
-    ropc(portal, "bob@demo.example", "wrong-password", [api_default])
+    ropc(portal, "bob@demo.example", "wrong-password", [api_scope(tenant)])
 
     log = control.get(f"{entra.url}/_emulator/requests").json()["requests"]
     tokens = [r for r in log if r["path"].endswith("/oauth2/v2.0/token")]
@@ -271,7 +263,12 @@ def test_request_log_names_grant_and_caller(
 
 
 def test_faults_reach_msal(
-    entra: Any, tenant: Tenant, material: Material, control: requests.Session, msal_apps: MsalApps
+    entra: Any,
+    tenant: Tenant,
+    material: Material,
+    control: requests.Session,
+    msal_apps: MsalApps,
+    app_token: Callable[[], str],
 ) -> None:
     faults = f"{entra.url}/_emulator/faults"
     token_path = f"/{tenant.id}/oauth2/v2.0/token"
@@ -285,19 +282,13 @@ def test_faults_reach_msal(
             "body": {"error": "temporarily_unavailable", "error_description": "slow down"},
         },
     )
-    throttled = msal_apps.confidential(
-        tenant.app("dealer-sync").client_id, material.client_secret("dealer-sync")
-    ).acquire_token_for_client(scopes=[f"{tenant.app('central-api').identifier_uris[0]}/.default"])
+    throttled = _client_credentials(msal_apps, tenant, material)
     assert throttled["error"] == "temporarily_unavailable"
 
     control.post(faults, json={"path": token_path, "status": 503, "count": 1})
     with pytest.raises(MsalServiceError, match="503"):
-        msal_apps.confidential(
-            tenant.app("dealer-sync").client_id, material.client_secret("dealer-sync")
-        ).acquire_token_for_client(
-            scopes=[f"{tenant.app('central-api').identifier_uris[0]}/.default"]
-        )
+        _client_credentials(msal_apps, tenant, material)
     # Used up: the next, fresh client gets its token.
-    assert _app_token(msal_apps, tenant, material)
+    assert app_token()
     log = control.get(f"{entra.url}/_emulator/requests").json()["requests"]
     assert [r["status"] for r in log if r["path"] == token_path][-3:] == [429, 503, 200]

@@ -18,17 +18,16 @@ from devstack.entra.errors import ProtocolError
 from devstack.pki import Material, load_client_cert
 from devstack.tenant import Tenant
 from tests.devstack.entra_helpers import (
+    CLIENT_ASSERTION_TYPE,
+    OMIT,
     UserTokens,
+    api_scope,
     assert_entra_error,
+    client_credentials_form,
+    obo_form,
+    password_form,
     sha1_thumbprint,
 )
-
-CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-
-
-@pytest.fixture
-def token_url(entra: Any, tenant: Tenant) -> str:
-    return f"{entra.url}/{tenant.id}/oauth2/v2.0/token"
 
 
 @pytest.fixture
@@ -36,32 +35,17 @@ def session(http: requests.Session) -> requests.Session:
     return http
 
 
-def _api_default(tenant: Tenant) -> str:
-    return f"{tenant.app('central-api').identifier_uris[0]}/.default"
-
-
-def _cc_form(tenant: Tenant, material: Material, **overrides: str) -> dict[str, str]:
-    form = {
-        "grant_type": "client_credentials",
-        "client_id": tenant.app("dealer-sync").client_id,
-        "client_secret": material.client_secret("dealer-sync"),
-        "scope": _api_default(tenant),
-    }
-    form.update(overrides)
-    return {k: v for k, v in form.items() if v != "<omit>"}
-
-
 @pytest.mark.parametrize(
     ("overrides", "status", "error", "code"),
     [
-        ({"grant_type": "<omit>"}, 400, "invalid_request", 900144),
-        ({"scope": "<omit>"}, 400, "invalid_request", 900144),
-        ({"client_id": "<omit>"}, 400, "invalid_request", 900144),
+        ({"grant_type": OMIT}, 400, "invalid_request", 900144),
+        ({"scope": OMIT}, 400, "invalid_request", 900144),
+        ({"client_id": OMIT}, 400, "invalid_request", 900144),
         ({"grant_type": "authorization_code"}, 400, "unsupported_grant_type", 70003),
         ({"grant_type": "bogus"}, 400, "unsupported_grant_type", 70003),
         ({"client_id": str(uuid.UUID(int=7))}, 400, "unauthorized_client", 700016),
         ({"client_secret": ""}, 401, "invalid_client", 7000215),
-        ({"client_secret": "<omit>"}, 401, "invalid_client", 7000218),
+        ({"client_secret": OMIT}, 401, "invalid_client", 7000218),
     ],
     ids=[
         "no-grant-type",
@@ -84,7 +68,7 @@ def test_token_endpoint_refusals(
     error: str,
     code: int,
 ) -> None:
-    response = session.post(token_url, data=_cc_form(tenant, material, **overrides))
+    response = session.post(token_url, data=client_credentials_form(tenant, material, **overrides))
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
     assert_entra_error(response.json(), error, code)
@@ -93,33 +77,17 @@ def test_token_endpoint_refusals(
 def test_public_client_presenting_a_secret(
     session: requests.Session, token_url: str, tenant: Tenant, material: Material
 ) -> None:
-    response = session.post(
-        token_url,
-        data={
-            "grant_type": "password",
-            "client_id": tenant.app("portal").client_id,
-            "client_secret": "anything",
-            "username": "alice@demo.example",
-            "password": material.password("alice"),
-            "scope": _api_default(tenant),
-        },
+    form = password_form(
+        tenant, "alice@demo.example", material.password("alice"), client_secret="anything"
     )
+    response = session.post(token_url, data=form)
     assert_entra_error(response.json(), "invalid_client", 700025)
 
 
 def test_unknown_user_and_unknown_tenant(
     session: requests.Session, entra: Any, token_url: str, tenant: Tenant
 ) -> None:
-    response = session.post(
-        token_url,
-        data={
-            "grant_type": "password",
-            "client_id": tenant.app("portal").client_id,
-            "username": "mallory@demo.example",
-            "password": "x",
-            "scope": _api_default(tenant),
-        },
-    )
+    response = session.post(token_url, data=password_form(tenant, "mallory@demo.example", "x"))
     assert_entra_error(response.json(), "invalid_grant", 50034)
     elsewhere = session.post(
         f"{entra.url}/not-our-tenant.example/oauth2/v2.0/token", data={"grant_type": "password"}
@@ -133,13 +101,14 @@ def test_single_tenant_apps_refuse_multi_tenant_endpoints(
     session: requests.Session, entra: Any, tenant: Tenant, material: Material, alias: str
 ) -> None:
     response = session.post(
-        f"{entra.url}/{alias}/oauth2/v2.0/token", data=_cc_form(tenant, material)
+        f"{entra.url}/{alias}/oauth2/v2.0/token", data=client_credentials_form(tenant, material)
     )
     assert response.status_code == 400
     assert_entra_error(response.json(), "invalid_request", 50194)
     # The domain works like the GUID.
     by_domain = session.post(
-        f"{entra.url}/{tenant.domain}/oauth2/v2.0/token", data=_cc_form(tenant, material)
+        f"{entra.url}/{tenant.domain}/oauth2/v2.0/token",
+        data=client_credentials_form(tenant, material),
     )
     assert by_domain.status_code == 200, by_domain.text
 
@@ -153,7 +122,7 @@ def test_get_on_token_endpoint(session: requests.Session, token_url: str) -> Non
 def test_v1_token_endpoint_takes_resource(
     session: requests.Session, entra: Any, tenant: Tenant, material: Material
 ) -> None:
-    form = _cc_form(tenant, material, scope="<omit>")
+    form = client_credentials_form(tenant, material, scope=OMIT)
     form["resource"] = tenant.app("central-api").identifier_uris[0]
     response = session.post(f"{entra.url}/{tenant.id}/oauth2/token", data=form)
     assert response.status_code == 200, response.text
@@ -184,6 +153,21 @@ def _client_assertion(
     return jwt.PyJWS().encode(json.dumps(claims).encode(), key, algorithm=alg, headers=headers)
 
 
+def _assertion_form(tenant: Tenant, assertion: str, *, name_client: bool = True) -> dict[str, str]:
+    """dealer-sync asks for a central-API token, authenticated by a client assertion; without
+    `name_client` the body leaves `client_id` to the assertion."""
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": tenant.app("dealer-sync").client_id,
+        "client_assertion_type": CLIENT_ASSERTION_TYPE,
+        "client_assertion": assertion,
+        "scope": api_scope(tenant),
+    }
+    if not name_client:
+        del form["client_id"]
+    return form
+
+
 @pytest.mark.parametrize(
     ("overrides", "code"),
     [
@@ -206,16 +190,7 @@ def test_client_assertion_checks(
 ) -> None:
     client_id = tenant.app("dealer-sync").client_id
     assertion = _client_assertion(material, "dealer-sync", token_url, client_id, **overrides)
-    response = session.post(
-        token_url,
-        data={
-            "grant_type": "client_credentials",
-            "client_id": client_id,
-            "client_assertion_type": CLIENT_ASSERTION_TYPE,
-            "client_assertion": assertion,
-            "scope": _api_default(tenant),
-        },
-    )
+    response = session.post(token_url, data=_assertion_form(tenant, assertion))
     if code is None:
         assert response.status_code == 200, response.text
         return
@@ -227,15 +202,8 @@ def test_client_assertion_names_the_client_when_body_does_not(
     session: requests.Session, token_url: str, tenant: Tenant, material: Material
 ) -> None:
     client_id = tenant.app("dealer-sync").client_id
-    response = session.post(
-        token_url,
-        data={
-            "grant_type": "client_credentials",
-            "client_assertion_type": CLIENT_ASSERTION_TYPE,
-            "client_assertion": _client_assertion(material, "dealer-sync", token_url, client_id),
-            "scope": _api_default(tenant),
-        },
-    )
+    assertion = _client_assertion(material, "dealer-sync", token_url, client_id)
+    response = session.post(token_url, data=_assertion_form(tenant, assertion, name_client=False))
     assert response.status_code == 200, response.text
 
 
@@ -307,19 +275,8 @@ def _evil_assertions(tenant: Tenant) -> list[str]:
 def test_malformed_obo_assertions(
     session: requests.Session, token_url: str, tenant: Tenant, material: Material
 ) -> None:
-    api = tenant.app("central-api")
     for assertion in _evil_assertions(tenant):
-        response = session.post(
-            token_url,
-            data={
-                "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
-                "requested_token_use": "on_behalf_of",
-                "client_id": api.client_id,
-                "client_secret": material.client_secret("central-api"),
-                "assertion": assertion,
-                "scope": f"{tenant.app('dataverse').identifier_uris[0]}/.default",
-            },
-        )
+        response = session.post(token_url, data=obo_form(tenant, material, assertion))
         assert 400 <= response.status_code < 500, (assertion, response.text)
         assert response.json()["error"] in {"invalid_request", "invalid_grant"}
 
@@ -327,23 +284,13 @@ def test_malformed_obo_assertions(
 def test_malformed_client_assertions_and_basic_auth(
     session: requests.Session, token_url: str, tenant: Tenant
 ) -> None:
-    client_id = tenant.app("dealer-sync").client_id
     for assertion in _evil_assertions(tenant):
-        response = session.post(
-            token_url,
-            data={
-                "grant_type": "client_credentials",
-                "client_id": client_id,
-                "client_assertion_type": CLIENT_ASSERTION_TYPE,
-                "client_assertion": assertion,
-                "scope": _api_default(tenant),
-            },
-        )
+        response = session.post(token_url, data=_assertion_form(tenant, assertion))
         assert 400 <= response.status_code < 500, (assertion, response.text)
     for header in ("Basic !!!", "Basic " + _b64(b"\xff\xfe"), "Basic", "Basic Og=="):
         response = session.post(
             token_url,
-            data={"grant_type": "client_credentials", "scope": _api_default(tenant)},
+            data={"grant_type": "client_credentials", "scope": api_scope(tenant)},
             headers={"Authorization": header},
         )
         assert 400 <= response.status_code < 500, (header, response.text)
@@ -384,25 +331,13 @@ def test_malformed_paths(session: requests.Session, entra: Any, path: str) -> No
 def test_signed_assertions_with_evil_claims(
     session: requests.Session,
     token_url: str,
-    entra: Any,
     tenant: Tenant,
     material: Material,
+    user_tokens: UserTokens,
     overrides: dict[str, Any],
 ) -> None:
-    tokens = UserTokens(entra.app.state.entra, tenant, tenant.app("central-api").client_id)
-    assertion = entra.app.state.entra.sign(tokens.claims(**overrides))
-    api = tenant.app("central-api")
-    response = session.post(
-        token_url,
-        data={
-            "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
-            "requested_token_use": "on_behalf_of",
-            "client_id": api.client_id,
-            "client_secret": material.client_secret("central-api"),
-            "assertion": assertion,
-            "scope": f"{tenant.app('dataverse').identifier_uris[0]}/.default",
-        },
-    )
+    assertion = user_tokens.entra.sign(user_tokens.claims(**overrides))
+    response = session.post(token_url, data=obo_form(tenant, material, assertion))
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["error"] in {"invalid_request", "invalid_grant"}
 
@@ -430,16 +365,7 @@ def test_signed_client_assertions_with_evil_claims(
     if "aud" in overrides and isinstance(overrides["aud"], list):
         overrides["aud"] = [token_url if a == "<token_url>" else a for a in overrides["aud"]]
     assertion = _client_assertion(material, "dealer-sync", token_url, client_id, **overrides)
-    response = session.post(
-        token_url,
-        data={
-            "grant_type": "client_credentials",
-            "client_id": client_id,
-            "client_assertion_type": CLIENT_ASSERTION_TYPE,
-            "client_assertion": assertion,
-            "scope": _api_default(tenant),
-        },
-    )
+    response = session.post(token_url, data=_assertion_form(tenant, assertion))
     assert response.status_code == status, response.text
 
 

@@ -35,17 +35,23 @@ def _shell_env(stack: RunningStack) -> dict[str, str]:
     }
 
 
-def _cli(stack: RunningStack, *args: str) -> subprocess.CompletedProcess[str]:
-    env = _shell_env(stack)
+def _run(
+    command: list[str], env: dict[str, str], *, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`command` at the repository's root, its output captured."""
     return subprocess.run(
-        [_python(), "-m", "devstack", *args],
+        command,
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
+
+
+def _cli(stack: RunningStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return _run([_python(), "-m", "devstack", *args], _shell_env(stack))
 
 
 def _claims(token: str) -> dict[str, object]:
@@ -86,16 +92,7 @@ def test_banner_commands_work_verbatim(stack: RunningStack) -> None:
     ]
     assert len(commands) >= 5
     script = "set -euo pipefail\n" + "\n".join(commands).replace(VENV_PYTHON, _python())
-    env = _shell_env(stack)
-    result = subprocess.run(
-        ["bash", "-c", script],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _run(["bash", "-c", script], _shell_env(stack), timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count('"items"') == 3  # curl and both CLI calls listed records
 
@@ -159,14 +156,9 @@ def test_call_adds_token_and_key(stack: RunningStack) -> None:
 
 
 def test_cli_without_a_running_stack_says_so(tmp_path: Path) -> None:
-    result = subprocess.run(
+    result = _run(
         [_python(), "-m", "devstack", "token", "--user", "alice"],
-        cwd=ROOT,
-        env={**os.environ, "DEVSTACK_DIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        {**os.environ, "DEVSTACK_DIR": str(tmp_path)},
     )
     assert result.returncode == 2
     assert "make run" in result.stderr

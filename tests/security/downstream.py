@@ -23,6 +23,7 @@ import requests
 
 from tests.api.conftest import Api
 
+# The contract's messages, word for word; the contract tests (tests/api) check against them too.
 INVALID_TOKEN = "Unauthorized. Access token is missing or invalid."
 MISSING_KEY = (
     "Access denied due to missing subscription key. Make sure to include subscription key when "

@@ -86,6 +86,20 @@ def raw_get(api: Api, headers: list[tuple[str, bytes]]) -> tuple[int, dict[str, 
         connection.close()
 
 
+def assert_raw_key_refused(api: Api, tokens: TokenBuilder, key: bytes, message: str) -> None:
+    """`key` sent as raw header bytes, with a valid token: the 401 with `message`, and nothing
+    downstream."""
+    headers = [
+        ("Ocp-Apim-Subscription-Key", key),
+        ("Authorization", f"Bearer {tokens.token()}".encode("ascii")),
+    ]
+    with watch(api) as seen:
+        status, body = raw_get(api, headers)
+    assert status == 401
+    assert body["message"] == message
+    assert seen.nothing, seen.describe()
+
+
 # --- S1 missing and invalid keys, checked first ---------------------------------------------
 
 
@@ -126,15 +140,7 @@ def test_s1_application_tokens_too(api: Api, tokens: TokenBuilder) -> None:
 
 @pytest.mark.parametrize("value", [b"", b" ", b"\t", b"  \t "])
 def test_s1_empty_key_is_missing(api: Api, tokens: TokenBuilder, value: bytes) -> None:
-    headers = [
-        ("Ocp-Apim-Subscription-Key", value),
-        ("Authorization", f"Bearer {tokens.token()}".encode("ascii")),
-    ]
-    with watch(api) as seen:
-        status, body = raw_get(api, headers)
-    assert status == 401
-    assert body["message"] == MISSING_KEY
-    assert seen.nothing, seen.describe()
+    assert_raw_key_refused(api, tokens, value, MISSING_KEY)
 
 
 def near_misses(key: str) -> list[str]:
@@ -270,15 +276,7 @@ def test_s2_settings_restored(api: Api) -> None:
 def test_s3_non_ascii_keys_are_invalid_never_500(
     api: Api, tokens: TokenBuilder, key: bytes
 ) -> None:
-    headers = [
-        ("Ocp-Apim-Subscription-Key", key),
-        ("Authorization", f"Bearer {tokens.token()}".encode("ascii")),
-    ]
-    with watch(api) as seen:
-        status, body = raw_get(api, headers)
-    assert status == 401
-    assert body["message"] == INVALID_KEY
-    assert seen.nothing, seen.describe()
+    assert_raw_key_refused(api, tokens, key, INVALID_KEY)
 
 
 def test_s3_non_ascii_text_keys_in_process() -> None:

@@ -249,14 +249,19 @@ def test_rotated_key_is_picked_up(
     assert keys.fetches == 2
 
 
-def test_cold_start_with_key_endpoint_down(
-    entra_clean: Emulator, validator: TokenValidator, session: requests.Session, clock: Clock
-) -> None:
+def fail_key_fetch_once(entra: Emulator, session: requests.Session) -> None:
+    """The next request for discovery or keys gets a 503."""
     session.post(
-        f"{entra_clean.url}/_emulator/faults",
+        f"{entra.url}/_emulator/faults",
         json={"path": "*/discovery/*", "status": 503, "count": 1},
         timeout=5,
     ).raise_for_status()
+
+
+def test_cold_start_with_key_endpoint_down(
+    entra_clean: Emulator, validator: TokenValidator, session: requests.Session, clock: Clock
+) -> None:
+    fail_key_fetch_once(entra_clean, session)
     token = sign(entra_clean, claims(entra_clean))
     with pytest.raises(SigningKeysUnavailable) as caught:
         validator.validate(token)
@@ -268,11 +273,7 @@ def test_cold_start_with_key_endpoint_down(
 
 
 def test_warm_failures_keep_last_good_keys(
-    entra_clean: Emulator,
-    validator: TokenValidator,
-    keys: SigningKeys,
-    session: requests.Session,
-    clock: Clock,
+    entra_clean: Emulator, validator: TokenValidator, session: requests.Session, clock: Clock
 ) -> None:
     token = sign(entra_clean, claims(entra_clean))
     validator.validate(token)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from shared.auth import InvalidToken, Mode, Principal, SigningKeys, SigningKeysU
 from shared.auth import TokenValidator as Validator
 from shared.auth.validated import ValidatedTokens, token_digest
 from tests.conftest import Emulator
-from tests.shared.test_auth import API, TID, Clock, b64, claims, sign
+from tests.shared.test_auth import API, TID, Clock, b64, claims, fail_key_fetch_once, sign
 
 SKEW = 120
 
@@ -183,38 +183,43 @@ def test_size_zero_disables_the_cache(entra: Emulator, keys: SigningKeys, wall: 
     assert v.cached_tokens == 0
 
 
-def test_a_new_key_set_drops_the_cache(
+Rotation = Callable[..., tuple[Validator, str]]
+
+
+@pytest.fixture
+def across_a_rotation(
     entra: Emulator,
     control: requests.Session,
     keys: SigningKeys,
     key_clock: Clock,
     wall: Clock,
-) -> None:
-    v = validator(keys, wall)
-    old = token(entra, wall)
-    v.validate(old)
-    rotate(entra, control, retire_old=False)
-    key_clock.now += 301
-    v.validate(token(entra, wall))  # an unknown kid: the key set is fetched again, and changed
+) -> Rotation:
+    """`across_a_rotation(retire_old=...)`: a validator validates (and caches) a token; then,
+    after `rotate` and past the refresh interval, a token by the new key, whose unknown kid makes
+    it fetch the changed key set. Returns the validator and the first token."""
+
+    def run(*, retire_old: bool) -> tuple[Validator, str]:
+        v = validator(keys, wall)
+        old = token(entra, wall)
+        v.validate(old)
+        rotate(entra, control, retire_old=retire_old)
+        key_clock.now += 301
+        v.validate(token(entra, wall))
+        return v, old
+
+    return run
+
+
+def test_a_new_key_set_drops_the_cache(keys: SigningKeys, across_a_rotation: Rotation) -> None:
+    v, old = across_a_rotation(retire_old=False)
     assert keys.fetches == 2
     assert v.cached_tokens == 1
     v.validate(old)  # still valid (its key is still published), but checked again
     assert v.verifications == 3
 
 
-def test_a_retired_key_stops_validating_cached_tokens(
-    entra: Emulator,
-    control: requests.Session,
-    keys: SigningKeys,
-    key_clock: Clock,
-    wall: Clock,
-) -> None:
-    v = validator(keys, wall)
-    old = token(entra, wall)
-    v.validate(old)
-    rotate(entra, control, retire_old=True)
-    key_clock.now += 301
-    v.validate(token(entra, wall))
+def test_a_retired_key_stops_validating_cached_tokens(across_a_rotation: Rotation) -> None:
+    v, old = across_a_rotation(retire_old=True)
     with pytest.raises(InvalidToken, match="key set"):
         v.validate(old)
 
@@ -236,11 +241,7 @@ def test_an_unchanged_key_set_keeps_the_cache(
 def test_malformed_tokens_are_invalid_even_while_keys_are_unavailable(
     entra: Emulator, control: requests.Session, keys: SigningKeys, wall: Clock
 ) -> None:
-    control.post(
-        f"{entra.url}/_emulator/faults",
-        json={"path": "*/discovery/*", "status": 503, "count": 1},
-        timeout=5,
-    ).raise_for_status()
+    fail_key_fetch_once(entra, control)
     v = validator(keys, wall)
     with pytest.raises(SigningKeysUnavailable):
         v.validate(token(entra, wall))
