@@ -35,6 +35,16 @@ DATAVERSE_NAMES = re.compile(
     r"0x8004|Microsoft\.Dynamics",
 )
 ERROR_KEYS = {"statusCode", "message", "code", "correlationId"}
+# The contract's messages, word for word.
+INVALID_TOKEN = "Unauthorized. Access token is missing or invalid."
+MISSING_KEY = (
+    "Access denied due to missing subscription key. Make sure to include subscription key when "
+    "making requests to an API."
+)
+INVALID_KEY = (
+    "Access denied due to invalid subscription key. Make sure to provide a valid key for an "
+    "active subscription."
+)
 
 
 def claims_of(token: str) -> dict[str, Any]:

@@ -12,6 +12,9 @@ import pytest
 
 from tests.api.conftest import Api
 from tests.api.contract_helpers import (
+    INVALID_KEY,
+    INVALID_TOKEN,
+    MISSING_KEY,
     assert_error,
     client_id,
     downstream,
@@ -19,7 +22,6 @@ from tests.api.contract_helpers import (
     sign,
     token_claims,
 )
-from tests.security.downstream import INVALID_KEY, INVALID_TOKEN, MISSING_KEY
 
 GUID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 

@@ -22,17 +22,8 @@ from typing import Any
 import requests
 
 from tests.api.conftest import Api
+from tests.api.contract_helpers import INVALID_TOKEN
 
-# The contract's messages, word for word; the contract tests (tests/api) check against them too.
-INVALID_TOKEN = "Unauthorized. Access token is missing or invalid."
-MISSING_KEY = (
-    "Access denied due to missing subscription key. Make sure to include subscription key when "
-    "making requests to an API."
-)
-INVALID_KEY = (
-    "Access denied due to invalid subscription key. Make sure to provide a valid key for an "
-    "active subscription."
-)
 _JWKS_PATHS = ("/discovery/v2.0/keys", "/discovery/keys")
 
 

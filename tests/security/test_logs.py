@@ -41,7 +41,8 @@ import requests
 from devstack.config import ROOT
 from shared import telemetry
 from tests.api.conftest import Api
-from tests.security.downstream import INVALID_TOKEN, assert_error
+from tests.api.contract_helpers import INVALID_TOKEN
+from tests.security.downstream import assert_error
 from tests.security.tokens import TokenBuilder, b64, compact
 
 pytestmark = pytest.mark.usefixtures("debug_logs")

@@ -22,9 +22,8 @@ import pytest
 from shared import runtime as runtime_module
 from shared.auth import SubscriptionKeyInvalid, SubscriptionKeyMissing, SubscriptionKeys
 from tests.api.conftest import Api
+from tests.api.contract_helpers import INVALID_KEY, MISSING_KEY
 from tests.security.downstream import (
-    INVALID_KEY,
-    MISSING_KEY,
     assert_error,
     assert_invalid_token,
     watch,
