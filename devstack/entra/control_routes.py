@@ -6,9 +6,11 @@
                                     {"action": "promote", "kid": ...} -> KEY (now signing)
                                     {"action": "retire", "kid": ...}  -> KEY (unpublished)
     POST   /_emulator/sign          {"claims": {...}, "headers": {...}?} -> {"token": ...}
-    GET    /_emulator/apps          -> {"apps": {name: {"client_id", "access_token_version"}}}
-    PUT    /_emulator/apps/{name}   {"access_token_version": 1|2}
-                                    -> {"name", "access_token_version"}
+    GET    /_emulator/apps          -> {"apps": {name: APP}}
+                                       APP = {"client_id", "access_token_version",
+                                              "optional_claims"}
+    PUT    /_emulator/apps/{name}   {"access_token_version": 1|2?, "optional_claims": [...]?}
+                                    -> {"name", "access_token_version", "optional_claims"}
     GET    /_emulator/consents      -> {"consents": [CONSENT]}
                                        CONSENT = {"client", "resource", "scopes"} (app names)
     POST   /_emulator/consents      CONSENT -> CONSENT now held (scopes added)
@@ -28,6 +30,7 @@ from starlette.routing import Route
 
 from devstack.entra.emulator import Entra
 from devstack.entra.errors import ControlError
+from devstack.tenant import App
 
 
 def _entra(request: Request) -> Entra:
@@ -102,24 +105,36 @@ async def post_sign(request: Request) -> Response:
     return JSONResponse({"token": token})
 
 
+def _app_facts(entra: Entra, app: App) -> dict[str, Any]:
+    return {
+        "access_token_version": entra.directory.version(app),
+        "optional_claims": list(entra.directory.optional_claims(app)),
+    }
+
+
 async def get_apps(request: Request) -> Response:
     entra = _entra(request)
     apps = {
-        a.name: {"client_id": a.client_id, "access_token_version": entra.directory.version(a)}
+        a.name: {"client_id": a.client_id, **_app_facts(entra, a)}
         for a in entra.tenant.apps.values()
     }
     return JSONResponse({"apps": apps})
 
 
 async def put_app(request: Request) -> Response:
+    """The registration's token configuration: `accessTokenAcceptedVersion` and the optional
+    access-token claims (`idtyp` is the one the minter knows)."""
     entra = _entra(request)
     name = request.path_params["name"]
     data = await _json_object(request)
+    if not data.keys() & {"access_token_version", "optional_claims"}:
+        raise ControlError("give 'access_token_version', 'optional_claims' or both")
     version = data.get("access_token_version")
-    if not isinstance(version, int) or isinstance(version, bool):
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
         raise ControlError("'access_token_version' must be 1 or 2")
-    entra.directory.set_version(name, version)
-    return JSONResponse({"name": name, "access_token_version": version})
+    claims = _strings(data, "optional_claims") if "optional_claims" in data else None
+    app = entra.directory.configure(name, version=version, optional_claims=claims)
+    return JSONResponse({"name": name, **_app_facts(entra, app)})
 
 
 async def get_consents(request: Request) -> Response:

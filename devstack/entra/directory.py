@@ -1,5 +1,6 @@
 """The tenant as Entra sees it at run time: the registrations from `tenant.toml` plus what the
-control plane changed since (consents granted or revoked, access-token versions switched).
+control plane changed since (consents granted or revoked, access-token versions switched,
+optional claims added or removed).
 
 Everything that answers "who is this, and what may it have" is here, so grants never read
 `tenant.toml` structures directly.
@@ -14,6 +15,8 @@ from devstack.tenant import App, ConditionalAccessPolicy, Consent, Tenant, User
 
 # Path segments Entra accepts in place of a tenant id for an organisational tenant.
 MULTI_TENANT_ALIASES = ("common", "organizations")
+# The optional access-token claims the token minter knows how to add.
+OPTIONAL_CLAIMS = ("idtyp",)
 
 
 class Directory:
@@ -22,12 +25,14 @@ class Directory:
         self._lock = threading.Lock()
         self._consents: dict[tuple[str, str], tuple[str, ...]] = {}
         self._versions: dict[str, int] = {}
+        self._optional_claims: dict[str, tuple[str, ...]] = {}
         self.reset()
 
     def reset(self) -> None:
         with self._lock:
             self._consents = {(c.client, c.resource): c.scopes for c in self.tenant.consents}
             self._versions = {a.name: a.access_token_version for a in self.tenant.apps.values()}
+            self._optional_claims = {a.name: a.optional_claims for a in self.tenant.apps.values()}
 
     # --- the tenant in the URL ----------------------------------------------------------------
 
@@ -69,12 +74,31 @@ class Directory:
         with self._lock:
             return self._versions.get(resource.name, resource.access_token_version)
 
-    def set_version(self, name: str, version: int) -> None:
-        self._app_named(name)
-        if version not in (1, 2):
-            raise ControlError("access_token_version must be 1 or 2")
+    def optional_claims(self, resource: App) -> tuple[str, ...]:
+        """The optional claims the resource's registration asks for in its access tokens."""
         with self._lock:
-            self._versions[name] = version
+            return self._optional_claims.get(resource.name, resource.optional_claims)
+
+    def configure(
+        self,
+        name: str,
+        *,
+        version: int | None = None,
+        optional_claims: list[str] | None = None,
+    ) -> App:
+        """Changes an app's token configuration; all of it or, on a bad value, none."""
+        app = self._app_named(name)
+        if version is not None and version not in (1, 2):
+            raise ControlError("access_token_version must be 1 or 2")
+        unknown = sorted(set(optional_claims or ()) - set(OPTIONAL_CLAIMS))
+        if unknown:
+            raise ControlError(f"unknown optional claims {unknown}; known: {list(OPTIONAL_CLAIMS)}")
+        with self._lock:
+            if version is not None:
+                self._versions[name] = version
+            if optional_claims is not None:
+                self._optional_claims[name] = tuple(dict.fromkeys(optional_claims))
+        return app
 
     # --- permissions --------------------------------------------------------------------------
 

@@ -104,7 +104,7 @@ class TokenMinter:
         claims["uti"] = _uti()
         claims["rh"] = _rh()
         claims["ver"] = f"{version}.0"
-        if "idtyp" in grant.resource.optional_claims:
+        if "idtyp" in self._directory.optional_claims(grant.resource):
             claims["idtyp"] = "user" if grant.user else "app"
         token = self._keys.sign(claims)
         return Issued(token, lifetime, lifetime + EXT_LIFETIME)

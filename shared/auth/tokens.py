@@ -3,8 +3,15 @@
 Follows Microsoft's "Validate tokens" guidance and RFC 8725: RS256 only, whatever the header
 says; keys only from the tenant's published set; `exp`, `nbf`, `iat`, `iss`, `aud`, `tid`
 required; v1 and v2 tokens, each with its own issuer and audience form; the configured tenant
-only. Anything odd in the encoding (extra segments, non-base64url characters, duplicate JSON
-keys, a `crit` header) is a rejection, not a best-effort parse.
+only. Anything odd in the encoding (extra segments, anything but canonical unpadded base64url,
+duplicate JSON keys, a `crit` header) is a rejection, not a best-effort parse: a token has one
+spelling, so that no other spelling of a valid token gets past us to fail at Entra.
+
+The mode (user-delegated or application) is decided once, as Microsoft's guidance decides it:
+`idtyp` when the token has it; without it, an application token is one with no `scp` whose `sub`
+is its `oid` (an app token's `sub` is the service principal's object id; a user's `sub` is
+pairwise, never her `oid`). A token that fits neither mode is invalid, however many `roles` it
+carries: roles never turn a user's token (or an ID token) into the application's.
 
 A token that passed is remembered (`shared.auth.validated`) until its `exp` or until the key set
 changes, so a client calling again with the same token costs a SHA-256 instead of an RSA verify.
@@ -18,6 +25,7 @@ import binascii
 import json
 import math
 import re
+import string
 import time
 from collections.abc import Callable
 from functools import cache
@@ -35,6 +43,15 @@ MAX_TOKEN_LENGTH = 32 * 1024
 # Used with fullmatch: `$` would also match before a final newline.
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 _KID = re.compile(r"[A-Za-z0-9_\-+/=.]{1,128}")
+# Canonical base64url (RFC 7515 section 2, RFC 4648 sections 3.5 and 5): no padding, and the
+# unused low bits of a final 2- or 3-character group (4 or 2 bits) are zero, so its last
+# character is every 16th or every 4th of the alphabet. Any other is a second spelling of the
+# same bytes: 16 of them for a 256-byte signature.
+_ALPHABET = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+_CANONICAL_LAST = {2: frozenset(_ALPHABET[::16]), 3: frozenset(_ALPHABET[::4])}
+# `azpacr` (v2) / `appidacr` (v1): how the client authenticated. "0" is a public client, which
+# can never get an app token: client credentials need a secret ("1") or a certificate ("2").
+_CONFIDENTIAL = ("1", "2")
 
 
 class _RS256:
@@ -63,8 +80,11 @@ def _rs256() -> _RS256:
 
 
 def _b64decode(segment: str, what: str) -> bytes:
-    if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
+    if not _B64URL.fullmatch(segment):
         raise InvalidToken(f"{what} is not base64url")
+    tail = len(segment) % 4
+    if tail == 1 or (tail and segment[-1] not in _CANONICAL_LAST[tail]):
+        raise InvalidToken(f"{what} is not canonical base64url")
     try:
         return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError):
@@ -124,6 +144,22 @@ def _number(claims: dict[str, Any], name: str) -> float:
         raise InvalidToken(f"claim {name} is out of range") from None
 
 
+def _mode(claims: dict[str, Any], *, scp: str | None, oid: str) -> Mode:
+    """User-delegated or application: `idtyp` if present, else `scp`, else `sub` == `oid`."""
+    idtyp = claims.get("idtyp")
+    if idtyp == "app":
+        return Mode.APPLICATION
+    if idtyp == "user":
+        return Mode.USER
+    if idtyp is not None:
+        raise InvalidToken("idtyp is neither app nor user")
+    if scp is not None:
+        return Mode.USER
+    if claims.get("sub") == oid:
+        return Mode.APPLICATION
+    raise InvalidToken("no idtyp, no scp and sub is not oid: neither a user's nor an app's token")
+
+
 def _string(claims: dict[str, Any], name: str) -> str:
     value = claims.get(name)
     if value is None:
@@ -180,7 +216,10 @@ class TokenValidator:
         if len(segments) != 3:
             raise InvalidToken(f"token has {len(segments)} segments, not 3")
         header_b64, payload_b64, signature_b64 = segments
-        header = _json_object(_b64decode(header_b64, "header"), "header")
+        header_raw = _b64decode(header_b64, "header")
+        payload_raw = _b64decode(payload_b64, "payload")  # parsed only once it is verified
+        signature = _b64decode(signature_b64, "signature")
+        header = _json_object(header_raw, "header")
         if header.get("alg") != "RS256":
             raise InvalidToken("algorithm is not RS256")
         if "crit" in header:
@@ -188,7 +227,6 @@ class TokenValidator:
         kid = header.get("kid")
         if not isinstance(kid, str) or not _KID.fullmatch(kid):
             raise InvalidToken("kid missing or malformed")
-        signature = _b64decode(signature_b64, "signature")
 
         key, snapshot = self._keys.key(kid)
         if key is None:
@@ -197,7 +235,7 @@ class TokenValidator:
         if not _rs256().verifies(key, signature, f"{header_b64}.{payload_b64}".encode("ascii")):
             raise InvalidToken("signature does not verify")
 
-        claims = _json_object(_b64decode(payload_b64, "payload"), "payload")
+        claims = _json_object(payload_raw, "payload")
         principal = self._check_claims(claims, token, snapshot.issuer_v1, snapshot.issuer_v2)
         return principal, snapshot.version
 
@@ -245,32 +283,24 @@ class TokenValidator:
         if not isinstance(client, str) or not client:
             raise InvalidToken("client app id missing")
         oid = _string(claims, "oid")
-        # `idtyp` (when the API asked for it) says which kind the token is; without it, roles
-        # and no scp mean an app token. A user token never becomes an app token by its roles.
-        idtyp = claims.get("idtyp")
-        if idtyp not in (None, "app", "user"):
-            raise InvalidToken("idtyp is neither app nor user")
-        if idtyp == "user" and scp is None:
-            raise InvalidToken("user token without scp")
 
-        if idtyp == "app" or (roles and scp is None):
+        mode = _mode(claims, scp=scp, oid=oid)
+        if mode is Mode.APPLICATION:
             if scp is not None:
                 raise InvalidToken("application token carries scp")
-            return Principal(
-                mode=Mode.APPLICATION,
-                oid=oid,
-                tid=tid,
-                client_app_id=client,
-                permissions=frozenset(roles or ()),
-                expires_at=int(exp),
-            )
-        if scp is not None:
-            return Principal(
-                mode=Mode.USER,
-                oid=oid,
-                tid=tid,
-                client_app_id=client,
-                permissions=frozenset(scp.split()),
-                expires_at=int(exp),
-            )
-        raise InvalidToken("token carries neither scp nor roles")
+            acr = claims.get("azpacr" if version == "2.0" else "appidacr")
+            if acr is not None and acr not in _CONFIDENTIAL:
+                raise InvalidToken("application token for a public client")
+            permissions = frozenset(roles or ())
+        else:
+            if scp is None:
+                raise InvalidToken("user token without scp")
+            permissions = frozenset(scp.split())  # a user's `roles` never count
+        return Principal(
+            mode=mode,
+            oid=oid,
+            tid=tid,
+            client_app_id=client,
+            permissions=permissions,
+            expires_at=int(exp),
+        )

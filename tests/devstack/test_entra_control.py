@@ -167,7 +167,11 @@ def test_switch_central_api_to_v1_tokens(
     response = control.put(
         f"{entra.url}/_emulator/apps/central-api", json={"access_token_version": 1}
     )
-    assert response.json() == {"name": "central-api", "access_token_version": 1}
+    assert response.json() == {
+        "name": "central-api",
+        "access_token_version": 1,
+        "optional_claims": ["idtyp"],
+    }
     claims = validator.v1_claims(
         app_token(),
         audience=tenant.app("central-api").identifier_uris[0],
@@ -189,6 +193,36 @@ def test_switch_central_api_to_v1_tokens(
         ).status_code
         == 400
     )
+
+
+def test_remove_the_optional_idtyp_claim(
+    entra: Any,
+    tenant: Tenant,
+    control: requests.Session,
+    app_token: Callable[[], str],
+    validator: Validator,
+) -> None:
+    url = f"{entra.url}/_emulator/apps/central-api"
+    response = control.put(url, json={"optional_claims": []})
+    assert response.json() == {
+        "name": "central-api",
+        "access_token_version": 2,
+        "optional_claims": [],
+    }
+    claims = validator.api_claims(app_token())
+    assert "idtyp" not in claims
+    assert claims["oid"] == claims["sub"]
+    apps = control.get(f"{entra.url}/_emulator/apps").json()["apps"]
+    assert apps["central-api"]["optional_claims"] == []
+    for bad in ({"optional_claims": ["groups"]}, {"optional_claims": "idtyp"}, {}):
+        assert control.put(url, json=bad).status_code == 400
+    # All or nothing: a bad claim name leaves the version alone too.
+    assert control.put(url, json={"access_token_version": 1, "optional_claims": ["x"]}).ok is False
+    assert control.get(f"{entra.url}/_emulator/apps").json()["apps"]["central-api"] == {
+        "client_id": tenant.app("central-api").client_id,
+        "access_token_version": 2,
+        "optional_claims": [],
+    }
 
 
 # --- consents ------------------------------------------------------------------------------------

@@ -617,13 +617,15 @@ def test_j15_neither_scp_nor_roles(api: Api, tokens: TokenBuilder) -> None:
 
 
 def test_j15_app_token_without_roles_gets_no_access(api: Api, tokens: TokenBuilder) -> None:
-    for token in (tokens.app_token(roles=None, idtyp=None), tokens.app_token(roles=[], idtyp=None)):
-        assert_rejected(api, token, VEHICLES)
-    # With idtyp=app it is an application token that holds no role: forbidden, not invalid.
-    with watch(api) as seen:
-        response = api.call("GET", VEHICLES, token=tokens.app_token(roles=[]))
-    assert_error(response, 403)
-    assert seen.nothing
+    """An application token that holds no role (by `idtyp`, or without it by no `scp` and
+    `sub` == `oid`): forbidden, not invalid, and nothing downstream (issue 10, item 1)."""
+    for idtyp in ("app", None):
+        for roles in (None, []):
+            token = tokens.app_token(roles=roles, idtyp=idtyp)
+            with watch(api) as seen:
+                response = api.call("GET", VEHICLES, token=token)
+            assert_error(response, 403)
+            assert seen.nothing
 
 
 # --- J16 scope and role confusion -----------------------------------------------------------

@@ -177,6 +177,30 @@ class TokenBuilder:
     def without(self, *names: str) -> str:
         return self.token(**dict.fromkeys(names))
 
+    # --- evil variants: mode ------------------------------------------------------------------
+
+    def user_with_roles_only(
+        self,
+        user: str = "alice",
+        client: str = "portal",
+        *,
+        version: int = 2,
+        roles: tuple[str, ...] = ("vehicle.readwrite", "customer.read"),
+    ) -> str:
+        """A user's token (her `oid`, a pairwise `sub`) carrying app roles, and neither `scp`
+        nor `idtyp`: what an API that reads "roles and no scp" as an app token would take for
+        the application's own."""
+        body = self.claims(user, client, version=version)
+        body.update(roles=list(roles))
+        return self.sign({k: v for k, v in body.items() if k not in ("scp", "idtyp")})
+
+    def app_token_from_public_client(self, client: str = "dealer-sync", *, version: int = 2) -> str:
+        """An app token whose client authenticated as a public client (`azpacr`/`appidacr` 0),
+        which Entra never issues: client credentials need a secret or a certificate."""
+        body = self.claims(None, client, version=version)
+        body["azpacr" if version == 2 else "appidacr"] = "0"
+        return self.sign(body)
+
     # --- evil variants: header and signature --------------------------------------------------
 
     def alg_none(self, spelling: str = "none", *, signed: bool = False) -> str:

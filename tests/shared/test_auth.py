@@ -6,7 +6,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,10 +110,11 @@ def test_v1_user_token_either_audience_form(
     assert principal.mode is Mode.USER
 
 
-def test_app_token_by_idtyp_or_roles(entra_clean: Emulator, validator: TokenValidator) -> None:
+def test_app_token_by_idtyp_or_sub(entra_clean: Emulator, validator: TokenValidator) -> None:
     by_idtyp = claims(entra_clean, scp=None, roles=["vehicle.read"], idtyp="app")
-    by_roles = claims(entra_clean, scp=None, roles=["vehicle.read"])
-    for body in (by_idtyp, by_roles):
+    by_sub = claims(entra_clean, scp=None, roles=["vehicle.read"])
+    by_sub["sub"] = by_sub["oid"]  # without idtyp: no scp, and sub is the service principal
+    for body in (by_idtyp, by_sub):
         principal = validator.validate(sign(entra_clean, body))
         assert principal.mode is Mode.APPLICATION
         assert principal.permissions == {"vehicle.read"}
@@ -125,6 +126,70 @@ def test_user_token_roles_are_ignored(entra_clean: Emulator, validator: TokenVal
     )
     assert principal.mode is Mode.USER
     assert principal.permissions == {"customer.read"}
+
+
+SP = "5d7a4b0e-9c1f-4e2a-8b3d-6f0e1c2a3b4d"  # a service principal's object id
+APP_ROLES = ["vehicle.read"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "mode", "permissions"),
+    [
+        ({}, Mode.USER, {"customer.read", "case.read"}),
+        ({"idtyp": "user"}, Mode.USER, {"customer.read", "case.read"}),
+        ({"roles": APP_ROLES, "sub": SP, "oid": SP}, Mode.USER, {"customer.read", "case.read"}),
+        ({"scp": None, "roles": APP_ROLES, "idtyp": "app"}, Mode.APPLICATION, APP_ROLES),
+        ({"scp": None, "roles": APP_ROLES, "sub": SP, "oid": SP}, Mode.APPLICATION, APP_ROLES),
+        ({"scp": None, "oid": SP, "sub": SP}, Mode.APPLICATION, set()),
+        ({"scp": None, "idtyp": "app", "azpacr": "1"}, Mode.APPLICATION, set()),
+        ({"scp": None, "oid": SP, "sub": SP, "azpacr": "2"}, Mode.APPLICATION, set()),
+        ({"scp": "", "azpacr": "0"}, Mode.USER, set()),
+    ],
+)
+def test_mode_as_microsoft_decides_it(
+    entra_clean: Emulator,
+    validator: TokenValidator,
+    overrides: dict[str, Any],
+    mode: Mode,
+    permissions: Iterable[str],
+) -> None:
+    """`idtyp` when present; else `scp` means delegated, and no `scp` with `sub` == `oid`
+    means an application. A user's `roles` never count."""
+    principal = validator.validate(sign(entra_clean, claims(entra_clean, **overrides)))
+    assert principal.mode is mode
+    assert principal.permissions == set(permissions)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"scp": None, "roles": APP_ROLES},  # a user's token with roles: oid != sub
+        {"scp": None, "roles": APP_ROLES, "sub": None},
+        {"scp": None, "roles": APP_ROLES, "sub": SP},
+        {"scp": None, "roles": APP_ROLES, "oid": SP, "sub": SP.upper()},
+        {"scp": None, "roles": APP_ROLES, "idtyp": "user"},
+        {"roles": APP_ROLES, "idtyp": "app"},
+        {"roles": APP_ROLES, "idtyp": "device"},
+        {"scp": None, "roles": APP_ROLES, "idtyp": "app", "azpacr": "0"},
+        {"scp": None, "roles": APP_ROLES, "oid": SP, "sub": SP, "azpacr": "0"},
+        {"scp": None, "roles": APP_ROLES, "idtyp": "app", "azpacr": 1},
+        {"scp": None, "roles": APP_ROLES, "idtyp": "app", "azpacr": "3"},
+    ],
+)
+def test_a_token_that_fits_neither_mode_is_invalid(
+    entra_clean: Emulator, validator: TokenValidator, overrides: dict[str, Any]
+) -> None:
+    with pytest.raises(InvalidToken):
+        validator.validate(sign(entra_clean, claims(entra_clean, **overrides)))
+
+
+def test_a_v1_app_token_from_a_public_client_is_invalid(
+    entra_clean: Emulator, validator: TokenValidator
+) -> None:
+    body = claims(entra_clean, "1.0", scp=None, roles=APP_ROLES, oid=SP, sub=SP)
+    assert validator.validate(sign(entra_clean, {**body, "appidacr": "1"})).is_application
+    with pytest.raises(InvalidToken, match="public client"):
+        validator.validate(sign(entra_clean, {**body, "appidacr": "0"}))
 
 
 @pytest.mark.parametrize(
@@ -195,6 +260,64 @@ def test_encoding_attacks(entra_clean: Emulator, validator: TokenValidator) -> N
     for token in forged:
         with pytest.raises(InvalidToken):
             validator.validate(token)
+
+
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def spellings(segment: str) -> list[str]:
+    """Every last character that decodes to the same bytes, the canonical one first."""
+    unused = {0: 0, 2: 4, 3: 2}[len(segment) % 4]
+    first = ALPHABET.index(segment[-1]) >> unused << unused
+    return [segment[:-1] + ALPHABET[first + low] for low in range(1 << unused)]
+
+
+def resign(entra: Emulator, header: str, payload: str) -> str:
+    """The segments as spelled, with a valid RS256 signature by the tenant's key."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    key = entra.app.state.entra.keys.active.key
+    signature = key.sign(f"{header}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{header}.{payload}.{b64(signature)}"
+
+
+def test_only_canonical_base64url_is_accepted(
+    entra_clean: Emulator, validator: TokenValidator, keys: SigningKeys
+) -> None:
+    """RFC 7515 section 2: unpadded, no unused bits set, nothing but the alphabet. Every other
+    spelling is refused before any key is looked up (the validator starts with no keys)."""
+    kid = entra_clean.app.state.entra.keys.active.kid
+    header = {"alg": "RS256", "kid": kid, "typ": "JWT"}
+    body = claims(entra_clean)
+    while len(json.dumps(header)) % 3 == 0:  # a header whose last character has unused bits
+        header["typ"] += " "
+    while len(json.dumps(body)) % 3 != 1:  # and a payload whose last one has 4
+        body["sub"] += "s"
+    head, payload = b64(header), b64(body)
+    genuine = resign(entra_clean, head, payload)
+    sig = genuine.rsplit(".", 1)[1]
+    assert len(sig) == 342
+    assert len(spellings(sig)) == 16
+    assert spellings(sig)[0] == sig
+    assert len(spellings(head)) > 1
+    assert len(spellings(payload)) == 16
+    others = [f"{head}.{payload}.{s}" for s in spellings(sig)[1:]]
+    others += [resign(entra_clean, h, payload) for h in spellings(head)[1:]]
+    others += [resign(entra_clean, head, p) for p in spellings(payload)[1:]]
+    for i, segment in enumerate((head, payload, sig)):
+        for suffix in ("=", "==", "=" * (-len(segment) % 4), "\n", "\r\n", " "):
+            parts = [head, payload, sig]
+            parts[i] = segment + suffix
+            others.append(".".join(parts))
+        parts = [head, payload, sig]
+        parts[i] = segment[:40] + "\n" + segment[40:]
+        others.append(".".join(parts))
+    for token in others:
+        with pytest.raises(InvalidToken, match="base64url"):
+            validator.validate(token)
+    assert keys.fetches == 0
+    assert validator.validate(genuine).mode is Mode.USER
 
 
 def test_duplicate_claims_are_rejected(entra_clean: Emulator, validator: TokenValidator) -> None:
