@@ -394,7 +394,11 @@ HEALTH_SCHEMA: dict[str, Any] = {
             "type": "object",
             "properties": {
                 "settings": {"type": "string", "enum": ["ok", "invalid"]},
-                "signingKeys": {"type": "string", "enum": ["ok", "unavailable", "unknown"]},
+                "signingKeys": {
+                    "type": "string",
+                    # stale: older than their maximum age and not refreshed, still ready
+                    "enum": ["ok", "stale", "unavailable", "unknown"],
+                },
                 "dataverse": {"type": "string", "enum": ["reachable", "unreachable", "unknown"]},
             },
             "additionalProperties": {"type": "string"},

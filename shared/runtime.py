@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from shared.settings import Settings, get_settings
+from shared.settings import KEY_REFRESH_INTERVAL_SECONDS, Settings, get_settings
 
 if TYPE_CHECKING:
     from shared.auth.keys import SigningKeys
@@ -47,6 +47,9 @@ def build(settings: Settings) -> Runtime:
         settings.authority,
         session=requests.Session(),
         timeout=min(5.0, settings.downstream_timeout_seconds),
+        min_refresh_interval=KEY_REFRESH_INTERVAL_SECONDS,
+        max_age=settings.signing_keys_max_age_seconds,
+        grace=settings.signing_keys_grace_seconds,
     )
     return Runtime(
         settings=settings,

@@ -20,6 +20,10 @@ class SettingsError(RuntimeError):
     """A setting is missing or malformed. The message names the setting, never its value."""
 
 
+# Signing keys are fetched at most this often (shared/auth/keys.py), so a maximum age below it
+# would leave them stale most of the time.
+KEY_REFRESH_INTERVAL_SECONDS = 300
+
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -39,6 +43,8 @@ class Settings:
     obo_cache_size: int = 10_000
     validated_token_cache_size: int = 10_000
     dataverse_pool_size: int = 32
+    signing_keys_max_age_seconds: int = 86_400
+    signing_keys_grace_seconds: int = 3_600
 
     @property
     def authority(self) -> str:
@@ -107,7 +113,19 @@ class Settings:
             obo_cache_size=int(number("OBO_CACHE_SIZE", 10_000, int)),
             validated_token_cache_size=int(number("VALIDATED_TOKEN_CACHE_SIZE", 10_000, int)),
             dataverse_pool_size=max(1, int(number("DATAVERSE_POOL_SIZE", 32, int))),
+            signing_keys_max_age_seconds=_at_least(
+                "SIGNING_KEYS_MAX_AGE_SECONDS",
+                int(number("SIGNING_KEYS_MAX_AGE_SECONDS", 86_400, int)),
+                KEY_REFRESH_INTERVAL_SECONDS,
+            ),
+            signing_keys_grace_seconds=int(number("SIGNING_KEYS_GRACE_SECONDS", 3_600, int)),
         )
+
+
+def _at_least(name: str, value: int, minimum: int) -> int:
+    if value < minimum:
+        raise SettingsError(f"setting {name} must be at least {minimum}")
+    return value
 
 
 def _subscription_keys(raw: str) -> dict[str, tuple[str, ...]]:

@@ -5,7 +5,8 @@
     │   ├── SubscriptionKeyMissing      no Ocp-Apim-Subscription-Key
     │   └── SubscriptionKeyInvalid      a key no active subscription holds
     ├── InvalidToken                    missing, malformed, unverifiable or unacceptable token
-    ├── SigningKeysUnavailable          the tenant's keys cannot be fetched and none are cached
+    ├── SigningKeysUnavailable          the tenant's keys cannot be fetched and none are usable
+    │                                   (none cached yet, or the cached ones past their grace)
     └── Forbidden
         ├── InsufficientScope           valid token without any of the endpoint's scopes/roles
         └── ApplicationOnly             a delegated token on an application-only endpoint

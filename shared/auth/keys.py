@@ -6,11 +6,29 @@ fetches):
 - discovery and JWKS are fetched on first use, not at import;
 - an unknown `kid` triggers at most one refresh per `min_refresh_interval` (5 minutes), and
   concurrent requests with new kids share that one fetch;
-- when a refresh fails or returns garbage, the last good keys stay in use;
+- the set has a maximum age (`max_age`, 24 hours by default): once Entra last confirmed it longer
+  ago than that, the next request refreshes it, so a key Entra retired stops validating. That
+  refresh is inside the same budget (one fetch per `min_refresh_interval`, whoever asks), and it
+  runs on one request thread only: the others keep validating with the current set meanwhile,
+  so a slow key endpoint never holds every request up;
+- when a refresh fails or returns garbage, the last good keys stay in use, but only for `grace`
+  seconds (1 hour by default) past the maximum age. After that they are refused
+  (`SigningKeysUnavailable`, fail closed), and the keys are fetched again no more often than
+  every `cold_retry_interval` seconds, as at a cold start;
 - with no keys at all (cold start, key endpoint down) requests get `SigningKeysUnavailable`, and
   fetches are retried no more often than every `cold_retry_interval` seconds;
 - only RSA signing keys are taken; a token's own headers (`jku`, `x5u`, `jwk`, `x5c`) are never
   a key source.
+
+The defaults lean on Microsoft.IdentityModel's `BaseConfigurationManager` (the configuration
+cache behind ASP.NET Core's JWT bearer handler): `DefaultRefreshInterval`, 5 minutes between
+requested refreshes; `DefaultAutomaticRefreshInterval`, 12 hours, after which it fetches the
+keys again unasked; `DefaultLastKnownGoodConfigurationLifetime`, 1 hour for which the last known
+good configuration may still be used. Our grace period is that hour; our maximum age is
+24 hours, within which a key Entra retired for an emergency is still trusted by a warm instance.
+
+The state the keys are in (`fresh`, `stale`: older than the maximum age and not refreshed yet,
+`expired`: past the grace period) is logged once per change, never the keys themselves.
 
 requests and the JWK parser are imported at the first fetch, not at start-up.
 """
@@ -19,11 +37,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from shared.auth.errors import SigningKeysUnavailable
 
@@ -34,6 +53,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("central_api.keys")
 
 MAX_DOCUMENT_BYTES = 512 * 1024
+
+State = Literal["fresh", "stale", "expired"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,8 @@ class SigningKeys:
         timeout: float = 5.0,
         min_refresh_interval: float = 300.0,
         cold_retry_interval: float = 10.0,
+        max_age: float = 86_400.0,
+        grace: float = 3_600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._authority = authority.rstrip("/")
@@ -63,26 +86,48 @@ class SigningKeys:
         self._timeout = timeout
         self._min_refresh = min_refresh_interval
         self._cold_retry = cold_retry_interval
+        self._max_age = max_age
+        self._grace = grace
         self._clock = clock
+        # Held by whoever fetches; requests that find the set merely stale do not wait for it.
         self._lock = threading.Lock()
         self._snapshot: KeySnapshot | None = None
-        self._last_attempt: float | None = None
+        self._confirmed_at = 0.0  # when Entra last answered with a usable set
+        self._last_attempt: float | None = None  # any fetch, successful or not: the rate limit
+        self._state: State = "fresh"
         self.fetches = 0  # how many times the key endpoint was asked (tests and benchmarks)
 
     @property
-    def snapshot(self) -> KeySnapshot | None:
-        return self._snapshot
+    def state(self) -> State:
+        """How old the keys are: `fresh`, `stale` (older than the maximum age, still used) or
+        `expired` (past the grace period: refused). `fresh` before the first fetch."""
+        if self._snapshot is None:
+            return "fresh"
+        return self._age_state(self._clock())
+
+    def loaded(self) -> KeySnapshot | None:
+        """The keys `current()` would use, but never the first fetch and never an error: None
+        before the keys are first loaded and while they are refused (past the grace period)."""
+        if self._snapshot is None or self.state == "expired":
+            return None
+        try:
+            return self.current()
+        except SigningKeysUnavailable:  # expired in the meantime
+            return None
 
     def current(self) -> KeySnapshot:
-        """The cached keys, loading them on first use."""
+        """The keys to validate with: loaded on first use, refreshed (rate-limited) once older
+        than the maximum age, refused once older than the maximum age plus the grace period."""
         snap = self._snapshot
-        if snap is not None:
+        if snap is not None and self._clock() - self._confirmed_at < self._max_age:
             return snap
-        with self._lock:
-            if self._snapshot is None:
-                self._load_cold()
-            assert self._snapshot is not None
-            return self._snapshot
+        if snap is None:
+            with self._lock:
+                if self._snapshot is None:
+                    self._load_cold()
+        else:
+            self._renew()
+        return self._usable()
 
     def key(self, kid: str) -> tuple[RSAPublicKey | None, KeySnapshot]:
         """The key for `kid`, refreshing once (rate-limited) when it is unknown."""
@@ -92,13 +137,84 @@ class SigningKeys:
             return found, snap
         with self._lock:
             # Another request may have refreshed while this one waited for the lock.
-            if kid not in self.current().keys and self._refresh_allowed():
-                self._refresh_warm()
-            snap = self.current()
+            current = self._snapshot
+            assert current is not None
+            if kid not in current.keys and self._attempt_allowed(self._min_refresh):
+                failure = self._refresh_warm()
+                if failure is not None:
+                    log.warning(
+                        "signing key refresh failed, keeping the last good keys: %s", failure
+                    )
+            snap = self._usable()
             return snap.keys.get(kid), snap
 
-    def _refresh_allowed(self) -> bool:
-        return self._last_attempt is None or self._clock() - self._last_attempt >= self._min_refresh
+    def _age_state(self, now: float) -> State:
+        age = now - self._confirmed_at
+        if age < self._max_age:
+            return "fresh"
+        return "stale" if age < self._max_age + self._grace else "expired"
+
+    def _usable(self) -> KeySnapshot:
+        """The snapshot, unless it is past the grace period."""
+        snap = self._snapshot
+        assert snap is not None
+        now = self._clock()
+        if self._age_state(now) != "expired":
+            return snap
+        waited = now - (self._last_attempt if self._last_attempt is not None else now)
+        retry = max(1, math.ceil(self._cold_retry - waited))  # until the next attempt is due
+        raise SigningKeysUnavailable("signing keys past their grace period", retry_after=retry)
+
+    def _renew(self) -> None:
+        """Refresh keys older than the maximum age. Within the grace period a request that finds
+        another one fetching goes on with the current keys; past it there are no usable keys, so
+        it waits for that fetch, as at a cold start."""
+        within_grace = self._age_state(self._clock()) == "stale"
+        if not self._lock.acquire(blocking=not within_grace):
+            return
+        try:
+            state = self._age_state(self._clock())
+            interval = self._min_refresh if state == "stale" else self._cold_retry
+            failure = None
+            if state != "fresh" and self._attempt_allowed(interval):
+                failure = self._refresh_warm()
+            if failure is not None:
+                # Every failure while stale or expired: the change of state is the warning.
+                log.info("signing key refresh failed: %s", failure)
+            self._note_state(failure)
+        finally:
+            self._lock.release()
+
+    def _attempt_allowed(self, interval: float) -> bool:
+        return self._last_attempt is None or self._clock() - self._last_attempt >= interval
+
+    def _note_state(self, failure: str | None = None) -> None:
+        """Log a change of state, once (called with the lock held). `failure` is why the last
+        fetch failed (an HTTP status, an exception type, never key material)."""
+        now = self._clock()
+        state = self._age_state(now)
+        if state == self._state:
+            return
+        previous, self._state = self._state, state
+        age = int(now - self._confirmed_at)
+        if state == "stale":
+            log.warning(
+                "signing keys are %d s old and could not be refreshed (%s): validating with "
+                "the last good keys for at most %d s more",
+                age,
+                failure or "refresh not due yet",
+                int(self._max_age + self._grace - (now - self._confirmed_at)),
+            )
+        elif state == "expired":
+            log.error(
+                "signing keys are %d s old and could not be refreshed within the %d s grace "
+                "period (%s): refusing tokens until the key endpoint answers",
+                age,
+                int(self._grace),
+                failure or "refresh not due yet",
+            )
+        else:
+            log.warning("signing keys refreshed: no longer %s", previous)
 
     def _load_cold(self) -> None:
         now = self._clock()
@@ -111,20 +227,26 @@ class SigningKeys:
         except _FetchFailed as exc:
             log.error("signing keys unavailable at start: %s", exc)
             raise SigningKeysUnavailable(str(exc), retry_after=int(self._cold_retry)) from None
+        self._confirmed_at = now
 
-    def _refresh_warm(self) -> None:
-        self._last_attempt = self._clock()
+    def _refresh_warm(self) -> str | None:
+        """Fetch the set again (the lock held); None on success, else why it failed. Success
+        replaces the set, whatever the reason for the fetch, so a retired key is gone; failure
+        keeps it, however old, and `_usable` decides whether it still serves."""
+        now = self._last_attempt = self._clock()
         old = self._snapshot
         assert old is not None
         try:
             new = self._fetch(version=old.version + 1)
         except _FetchFailed as exc:
-            log.warning("signing key refresh failed, keeping the last good keys: %s", exc)
-            return
+            return str(exc)
         if new.keys.keys() == old.keys.keys():
             new = KeySnapshot(new.keys, new.issuer_v2, new.issuer_v1, old.version)
         self._snapshot = new
+        self._confirmed_at = now
         log.info("signing keys refreshed: %d keys", len(new.keys))
+        self._note_state()
+        return None
 
     def _fetch(self, *, version: int) -> KeySnapshot:
         self.fetches += 1

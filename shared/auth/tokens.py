@@ -199,9 +199,10 @@ class TokenValidator:
         if self._cache is None:
             return self._validate(token)[0]
         digest = token_digest(token)
-        # The snapshot as it is, without loading: no keys yet means nothing can be cached, and a
-        # malformed token must still be told so even while the key endpoint is down.
-        snapshot = self._keys.snapshot
+        # The keys without a first load: no keys yet means nothing can be cached, and a
+        # malformed token must still be told so even while the key endpoint is down. Keys past
+        # their grace period give None too, so a remembered token is refused with them.
+        snapshot = self._keys.loaded()
         if snapshot is not None:
             seen = self._cache.get(digest, now=self._clock(), version=snapshot.version)
             if seen is not None:

@@ -50,6 +50,9 @@ def test_reads_and_normalises() -> None:
         ("API_CLIENT_SECRET", ""),
         ("CLOCK_SKEW_SECONDS", "two minutes"),
         ("OBO_CACHE_SIZE", "-1"),
+        ("SIGNING_KEYS_MAX_AGE_SECONDS", "299"),  # below the 5-minute refresh interval
+        ("SIGNING_KEYS_MAX_AGE_SECONDS", "a day"),
+        ("SIGNING_KEYS_GRACE_SECONDS", "-1"),
     ],
 )
 def test_fails_fast_naming_the_setting(name: str, value: Any) -> None:
