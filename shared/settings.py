@@ -39,6 +39,7 @@ class Settings:
     obo_cache_size: int = 10_000
     validated_token_cache_size: int = 10_000
     dataverse_pool_size: int = 32
+    dataverse_max_retry_wait_seconds: float = 2.0
 
     @property
     def authority(self) -> str:
@@ -107,6 +108,9 @@ class Settings:
             obo_cache_size=int(number("OBO_CACHE_SIZE", 10_000, int)),
             validated_token_cache_size=int(number("VALIDATED_TOKEN_CACHE_SIZE", 10_000, int)),
             dataverse_pool_size=max(1, int(number("DATAVERSE_POOL_SIZE", 32, int))),
+            dataverse_max_retry_wait_seconds=float(
+                number("DATAVERSE_MAX_RETRY_WAIT_SECONDS", 2.0, float)
+            ),
         )
 
 
