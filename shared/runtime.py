@@ -67,6 +67,7 @@ def build(settings: Settings) -> Runtime:
             settings.dataverse_url,
             timeout=settings.downstream_timeout_seconds,
             pool_size=settings.dataverse_pool_size,
+            max_retry_wait=settings.dataverse_max_retry_wait_seconds,
         ),
     )
 

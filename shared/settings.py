@@ -45,6 +45,7 @@ class Settings:
     dataverse_pool_size: int = 32
     signing_keys_max_age_seconds: int = 86_400
     signing_keys_grace_seconds: int = 3_600
+    dataverse_max_retry_wait_seconds: float = 2.0
 
     @property
     def authority(self) -> str:
@@ -119,6 +120,9 @@ class Settings:
                 KEY_REFRESH_INTERVAL_SECONDS,
             ),
             signing_keys_grace_seconds=int(number("SIGNING_KEYS_GRACE_SECONDS", 3_600, int)),
+            dataverse_max_retry_wait_seconds=float(
+                number("DATAVERSE_MAX_RETRY_WAIT_SECONDS", 2.0, float)
+            ),
         )
 
 

@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from shared.dataverse.errors import DataverseError
 from shared.downstream.errors import DownstreamTokenError
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("central_api")
 T = TypeVar("T")
+P = ParamSpec("P")
 
 CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 SEARCH_PARAM = "q"
@@ -109,14 +110,14 @@ def log_request(
     log.log(level, _summary(facts), extra=facts, exc_info=exc_info)
 
 
-def timed(get: Callable[[], T], facts: dict[str, Any], key: str) -> Callable[[], T]:
+def timed(get: Callable[P, T], facts: dict[str, Any], key: str) -> Callable[P, T]:
     """`get`, adding the milliseconds each call takes to `facts[key]` (the token exchange's
     share of a request, which the Dataverse client does not count)."""
 
-    def timed_get() -> T:
+    def timed_get(*args: P.args, **kwargs: P.kwargs) -> T:
         started = time.perf_counter()
         try:
-            return get()
+            return get(*args, **kwargs)
         finally:
             spent = (time.perf_counter() - started) * 1000
             facts[key] = round(facts.get(key, 0.0) + spent, 2)

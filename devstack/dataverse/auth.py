@@ -5,6 +5,8 @@ logged or echoed.
 Keys are fetched over HTTPS (trusting the dev CA bundle) on first use and cached. A token whose
 `kid` is unknown triggers one refetch, at most every `refresh_interval` seconds however many such
 tokens arrive, and concurrent arrivals share that fetch; a failed fetch keeps the last good keys.
+`refresh()` refetches at once (the control plane's `POST /_emulator/keys/refresh`): after Entra
+retires a key, as in an emergency rollover, tokens it signed stop validating (401) here too.
 """
 
 from __future__ import annotations
@@ -67,6 +69,13 @@ class KeyCache:
             return
         if keys:
             self._keys = keys
+
+    def refresh(self) -> list[str]:
+        """Fetch the key set now, whatever the interval; the key ids held afterwards."""
+        with self._lock:
+            self._fetched_at = self._clock()
+            self._refresh()
+            return sorted(self._keys)
 
     def clear(self) -> None:
         with self._lock:

@@ -9,6 +9,8 @@
     GET    /_emulator/users     -> {"users": [{"name", "kind", "systemuserid", "oid"|"appid",
                                                "roles", "privileges": {table: {priv: depth}}}]}
     POST   /_emulator/seed      wipe every table and load the demo data again -> {"seeded": counts}
+    POST   /_emulator/keys/refresh   fetch Entra's signing keys now (as after a key rollover;
+                                   otherwise only an unknown `kid` does) -> {"kids": [kid, ...]}
 
 `POST /_emulator/reset` (shared) also restores the default limits; it keeps the data.
 Bad input answers 400 `{"error": "..."}`.
@@ -73,10 +75,16 @@ async def post_seed(request: Request) -> Response:
     return JSONResponse({"seeded": counts})
 
 
+async def post_keys_refresh(request: Request) -> Response:
+    kids = await run_in_threadpool(_dataverse(request).keys.refresh)
+    return JSONResponse({"kids": kids})
+
+
 ROUTES = [
     Route("/_emulator/limits", get_limits, methods=["GET"]),
     Route("/_emulator/limits", put_limits, methods=["PUT"]),
     Route("/_emulator/limits", delete_limits, methods=["DELETE"]),
     Route("/_emulator/users", get_users, methods=["GET"]),
     Route("/_emulator/seed", post_seed, methods=["POST"]),
+    Route("/_emulator/keys/refresh", post_keys_refresh, methods=["POST"]),
 ]

@@ -9,6 +9,7 @@
     │   └── ValidationError         400  0x80044331  a value outside a column's rules
     ├── Unauthorized                401  (no body)   missing or invalid bearer token
     ├── Forbidden                   403  0x80040220  a privilege the caller does not hold
+    │   ├── AccessDenied            403  0x80048306  held, but not for this record (access check)
     │   └── NotMember               403  0x80072560  no system user for the caller
     ├── NotFound                    404  0x80040217  no record with that key
     │   └── SegmentNotFound         404  0x8006088a  no entity set/function of that name
@@ -82,6 +83,14 @@ class Unauthorized(DataverseError):
 class Forbidden(DataverseError):
     status = 403
     code = "0x80040220"
+
+
+class AccessDenied(Forbidden):
+    """The privilege check passed, the access check for one record failed: Dataverse's
+    -2147187962 ("Troubleshoot Dataverse client errors" on learn.microsoft.com), with SecLib's
+    message naming the record, its owner and the access right."""
+
+    code = "0x80048306"
 
 
 class NotMember(Forbidden):

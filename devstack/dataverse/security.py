@@ -6,8 +6,10 @@ privileges: per table and privilege (create, read, write, delete) the deepest de
 grants ("user": rows the caller owns; "organization": every row). Tables that are not
 user-owned (systemusers) treat "user" as "organization".
 
-Denials carry Dataverse's messages: a missing privilege names `prv<Privilege><SchemaName>`, a
-record the caller may not touch is SecLib's access-check failure; both are 403 `0x80040220`.
+Denials carry Dataverse's codes and messages, told apart as Dataverse does: a missing privilege
+is 403 `0x80040220` (-2147220960) naming `prv<Privilege><SchemaName>`, the same for every row of
+the table; a privilege whose depth does not reach this row is SecLib's access-check failure,
+403 `0x80048306` (-2147187962), naming the row.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from devstack.dataverse.errors import Forbidden, NotMember
+from devstack.dataverse.errors import AccessDenied, Forbidden, NotMember
 from devstack.dataverse.schema import Table
 from devstack.tenant import DEPTHS, PRIVILEGES, Tenant
 
@@ -99,8 +101,10 @@ class Principal:
             f"context.Caller={self.systemuserid}"
         )
 
-    def denied(self, table: Table, privilege: Privilege, key: str, owner: str | None) -> Forbidden:
-        return Forbidden(
+    def denied(
+        self, table: Table, privilege: Privilege, key: str, owner: str | None
+    ) -> AccessDenied:
+        return AccessDenied(
             "SecLib::AccessCheckEx failed. Returned hr = -2147187962, "
             f"ObjectID: {key}, OwnerId: {owner}, OwnerIdType: 8 and CallingUser: "
             f"{self.systemuserid}. ObjectTypeCode: {table.object_type_code}, "

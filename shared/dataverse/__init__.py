@@ -1,7 +1,7 @@
 """Dataverse: the Web API client (`shared.dataverse.client`, imported when first needed, since it
 pulls in `requests`), OData query text, and the errors Dataverse's answers become."""
 
-from shared.dataverse.call import Call
+from shared.dataverse.call import Call, TokenSource
 from shared.dataverse.errors import (
     BackendAuthFailed,
     BackendForbidden,
@@ -11,6 +11,7 @@ from shared.dataverse.errors import (
     BackendUnavailable,
     DataverseError,
     PreconditionFailed,
+    RecordAccessDenied,
     RecordNotFound,
 )
 
@@ -24,5 +25,7 @@ __all__ = [
     "Call",
     "DataverseError",
     "PreconditionFailed",
+    "RecordAccessDenied",
     "RecordNotFound",
+    "TokenSource",
 ]

@@ -2,9 +2,17 @@
 
 Each call carries a `Call`: how to get the bearer token for *this* caller (asked for only when
 the request is about to go out, so bad input never costs a token exchange), the correlation id
-that travels to Dataverse, and the deadline of the client's request. Service-protection 429s are
-waited out when `Retry-After` fits before the deadline; otherwise the 429 is raised with it.
-Dataverse's answers are mapped to `shared.dataverse.errors` here and nowhere else.
+that travels to Dataverse, and the deadline of the client's request.
+
+- A service-protection 429 is waited out only while the request's waits for `Retry-After`, all
+  added up, stay within `max_retry_wait` (DATAVERSE_MAX_RETRY_WAIT_SECONDS, 0: never wait) and
+  the deadline. Otherwise the 429 is raised at once, with its `Retry-After`, without sleeping
+  first: a worker thread asleep for a throttled caller is a thread no other caller can use.
+- A 401 means Dataverse refused the token itself (revoked, or signed with a key Entra has
+  rolled over). The token is handed back to `call.token(stale=...)`, which drops it from its
+  cache and gets a new one, and the request is sent once more; a second 401 is raised.
+- Dataverse's answers are mapped to `shared.dataverse.errors` here and nowhere else: by status,
+  and for 403 also by error code (record-level access check or not, see that module).
 
 The session keeps no cookies: Dataverse sets affinity cookies, and a session shared by every
 user must carry nothing from one caller's answer into another caller's request.
@@ -34,11 +42,16 @@ from shared.dataverse.errors import (
     BackendUnavailable,
     DataverseError,
     PreconditionFailed,
+    RecordAccessDenied,
     RecordNotFound,
 )
 
 API_PATH = "/api/data/v9.2/"
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 3  # sends of one request that Dataverse may answer 429
+# The access check failed for one record: "Principal with ID ... does not have ReadAccess
+# right(s) for record with ID ..." (-2147187962; learn.microsoft.com, "Troubleshoot Dataverse
+# client errors"). A missing privilege is 0x80040220, not a member 0x80072560: both stay 403.
+RECORD_ACCESS_DENIED = "0x80048306"
 _ERROR_CODE = re.compile(r"^0x[0-9a-fA-F]{8}$")
 ODATA_HEADERS = {  # on every request, with the bearer and the correlation id
     "Accept": "application/json",
@@ -61,12 +74,14 @@ class DataverseClient:
         *,
         timeout: float = 10.0,
         pool_size: int = 32,
+        max_retry_wait: float = 2.0,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base = base_url.rstrip("/") + API_PATH
         self._timeout = timeout
+        self._max_retry_wait = max_retry_wait
         self._clock = clock
         self._sleep = sleep
         self._session = session or requests.Session()
@@ -102,21 +117,32 @@ class DataverseClient:
             data = json.dumps(body, ensure_ascii=False).encode("utf-8")
         token = call.token()
         sent["Authorization"] = f"Bearer {token}"
-
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        throttled = 0
+        renewed = False
+        while True:
             response = self._send(method, url, sent, data, call)
+            if response.status_code == 401 and not renewed:
+                # Refused before anything was done, so even a POST may go again.
+                renewed = True
+                token = call.token(stale=token)
+                sent["Authorization"] = f"Bearer {token}"
+                continue
             if response.status_code != 429:
                 return self._answer(response)
+            throttled += 1
             wait = _retry_after(response.headers.get("Retry-After"))
-            fits = self._clock() + wait + 0.5 < call.deadline
-            if attempt == MAX_ATTEMPTS or not fits:
+            if throttled == MAX_ATTEMPTS or not self._may_wait(wait, call):
                 raise BackendThrottled(
                     "service protection limit",
                     retry_after=max(1, round(wait)),
                     error_code=_error_code(response),
                 )
+            call.retry_waited += wait
             self._sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _may_wait(self, wait: float, call: Call) -> bool:
+        within_bound = call.retry_waited + wait <= self._max_retry_wait
+        return within_bound and self._clock() + wait + 0.5 < call.deadline
 
     def _send(
         self, method: str, url: str, headers: dict[str, str], data: bytes | None, call: Call
@@ -187,8 +213,11 @@ _BY_STATUS: dict[int, type[DataverseError]] = {
 
 def _error(response: requests.Response) -> DataverseError:
     status = response.status_code
+    code = _error_code(response)
     kind = _BY_STATUS.get(status, BackendUnavailable)
-    return kind(f"Dataverse answered {status}", status=status, error_code=_error_code(response))
+    if status == 403 and code is not None and code.lower() == RECORD_ACCESS_DENIED:
+        kind = RecordAccessDenied
+    return kind(f"Dataverse answered {status}", status=status, error_code=code)
 
 
 def _retry_after(value: str | None) -> float:

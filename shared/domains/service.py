@@ -20,7 +20,12 @@ from urllib.parse import parse_qs, urlsplit
 import azure.functions as func
 
 from shared.dataverse import query
-from shared.dataverse.errors import BackendUnavailable, RecordNotFound
+from shared.dataverse.errors import (
+    BackendForbidden,
+    BackendUnavailable,
+    RecordAccessDenied,
+    RecordNotFound,
+)
 from shared.domains.model import Choice, Domain, Field, Integer, Reference, check_text, parse_guid
 from shared.http.errors import BadInput
 from shared.http.pipeline import ApiRequest
@@ -177,6 +182,7 @@ def _single(domain: Domain, status: int, row: Mapping[str, Any] | None) -> func.
 
 
 def get_record(domain: Domain, request: ApiRequest) -> func.HttpResponse:
+    """A record the caller may not read (`RecordAccessDenied`) answers 404, as a missing one."""
     key = _record_id(request)
     answer = request.runtime.dataverse.request(
         "GET",
@@ -185,6 +191,20 @@ def get_record(domain: Domain, request: ApiRequest) -> func.HttpResponse:
         query=query.encode([("$select", domain.select)]),
     )
     return _single(domain, 200, answer.body)
+
+
+def _readable(domain: Domain, request: ApiRequest, key: str) -> bool:
+    """Whether the caller may read the record (a missing one is not readable)."""
+    try:
+        request.runtime.dataverse.request(
+            "GET",
+            f"{domain.entity_set}({key})",
+            request.call,
+            query=query.encode([("$select", domain.key)]),
+        )
+    except (BackendForbidden, RecordNotFound):
+        return False
+    return True
 
 
 def _changes(domain: Domain, body: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
@@ -225,7 +245,9 @@ def create_record(domain: Domain, request: ApiRequest) -> func.HttpResponse:
             body=payload,
             headers={"Prefer": "return=representation"},
         )
-    except RecordNotFound:
+    except (RecordNotFound, RecordAccessDenied):
+        # A referenced record the caller may not see is reported as missing, so that create
+        # cannot be used to learn which ids exist either.
         refs = [f.name for f in domain.fields if isinstance(f.kind, Reference) and f.name in body]
         raise BadInput(
             refs[0] if len(refs) == 1 else "body", "refers to a record that does not exist"
@@ -234,19 +256,30 @@ def create_record(domain: Domain, request: ApiRequest) -> func.HttpResponse:
 
 
 def update_record(domain: Domain, request: ApiRequest) -> func.HttpResponse:
+    """When Dataverse refuses the write for this record only (`RecordAccessDenied`), one read
+    decides the answer: a record the caller cannot read is 404, as a missing one; a record they
+    can read but not change is 403 `backend_forbidden`, which tells them nothing they could not
+    read. Only a refused write costs that read."""
     key = _record_id(request)
     if_match = request.headers.get("if-match")
     if if_match is not None and if_match != "*" and not _ETAG.match(if_match):
         raise BadInput("If-Match", 'must be an etag from a previous read, like W/"123456"')
     body = request.json_body()
     payload = _changes(domain, body, creating=False)
-    answer = request.runtime.dataverse.request(
-        "PATCH",
-        f"{domain.entity_set}({key})",
-        request.call,
-        query=query.encode([("$select", domain.select)]),
-        body=payload,
-        # Without an etag, `*` still makes this update-only: PATCH never creates a record.
-        headers={"Prefer": "return=representation", "If-Match": if_match or "*"},
-    )
+    try:
+        answer = request.runtime.dataverse.request(
+            "PATCH",
+            f"{domain.entity_set}({key})",
+            request.call,
+            query=query.encode([("$select", domain.select)]),
+            body=payload,
+            # Without an etag, `*` still makes this update-only: PATCH never creates a record.
+            headers={"Prefer": "return=representation", "If-Match": if_match or "*"},
+        )
+    except RecordAccessDenied as denied:
+        if not _readable(domain, request, key):
+            raise
+        raise BackendForbidden(
+            "may read the record but not change it", status=403, error_code=denied.error_code
+        ) from None
     return _single(domain, 200, answer.body)

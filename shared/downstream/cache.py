@@ -65,6 +65,14 @@ class TokenCache:
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
 
+    def discard(self, key: bytes, access_token: str) -> None:
+        """Forget the entry at `key` if it still holds `access_token` (one the resource
+        refused). A newer token that another request has already put there stays."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.access_token == access_token:
+                del self._entries[key]
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

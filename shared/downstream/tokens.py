@@ -14,6 +14,12 @@
   client has its own requests session that notes what Entra said (`_Answers`), so that every
   caller, the first one and those answered during the back-off, gets a 503 with the seconds
   left; callers whose Dataverse token is cached are not affected at all.
+- A token Dataverse refused (401: revoked, or signed with a key Entra has since rolled over in
+  an emergency) is given back as `stale`: it is dropped, from our OBO cache or from the app
+  client's MSAL token cache (public `TokenCache.search`/`remove_at`), and a new one is fetched.
+  Only an entry that still holds that very token is dropped, so concurrent callers hit by the
+  same 401 share one new token. Without this a refused token stayed cached until it expired,
+  and every call made with it failed.
 - msal, requests and cryptography are imported when the first MSAL client is built, not at
   start-up: a cold Functions instance pays for them on its first downstream call only.
 """
@@ -202,9 +208,12 @@ class DownstreamTokens:
                     self._app_client = client
         return self._obo_client if obo else self._app_client
 
-    def for_user(self, incoming_token: str) -> str:
-        """A Dataverse token for the user of `incoming_token` (already validated)."""
+    def for_user(self, incoming_token: str, stale: str | None = None) -> str:
+        """A Dataverse token for the user of `incoming_token` (already validated); not
+        `stale`, a token Dataverse has refused."""
         key = cache_key(incoming_token, self.user_scopes)
+        if stale is not None:
+            self._cache.discard(key, stale)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
@@ -223,11 +232,22 @@ class DownstreamTokens:
             self._cache.put(key, token, float(result.get("expires_in", 0)))
             return token
 
-    def for_app(self) -> str:
-        """A Dataverse token for the API itself (client credentials, cached by MSAL).
+    def for_app(self, stale: str | None = None) -> str:
+        """A Dataverse token for the API itself (client credentials, cached by MSAL); not
+        `stale`, a token Dataverse has refused.
 
         Concurrent callers share one MSAL call: a cold instance under load asks Entra once."""
+        if stale is not None:
+            self._forget_app_token(stale)
         return self._app_flight.run(self._app_token)
+
+    def _forget_app_token(self, stale: str) -> None:
+        import msal
+
+        cache = self._client(obo=False).token_cache
+        kind = msal.TokenCache.CredentialType.ACCESS_TOKEN
+        for entry in list(cache.search(kind, target=self.app_scopes, query={"secret": stale})):
+            cache.remove_at(entry)
 
     def _app_token(self) -> str:
         client = self._client(obo=False)

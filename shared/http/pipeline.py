@@ -31,7 +31,7 @@ from shared import telemetry
 from shared.auth.errors import InvalidToken
 from shared.auth.policy import Policy, authorize
 from shared.auth.principal import Principal
-from shared.dataverse.call import Call
+from shared.dataverse.call import Call, TokenSource
 from shared.http.errors import BadInput, PayloadTooLarge, UnsupportedMediaType
 from shared.http.responses import ErrorContext, error_response, render_error
 from shared.runtime import Runtime, runtime
@@ -136,13 +136,17 @@ def bearer_token(req: func.HttpRequest) -> str:
     return match.group(1)
 
 
-def _token_getter(rt: Runtime, principal: Principal, assertion: str) -> Callable[[], str]:
+def _token_getter(rt: Runtime, principal: Principal, assertion: str) -> TokenSource:
     """`assertion` is this request's bearer token, the one `principal` was validated from: the
     On-Behalf-Of assertion. The principal does not keep it, so a cache of principals holds no
     tokens."""
     if principal.is_application:
         return rt.downstream.for_app
-    return lambda: rt.downstream.for_user(assertion)
+
+    def for_user(stale: str | None = None) -> str:
+        return rt.downstream.for_user(assertion, stale)
+
+    return for_user
 
 
 def endpoint(

@@ -38,6 +38,7 @@ from shared.dataverse.errors import (
     BackendUnavailable,
     DataverseError,
     PreconditionFailed,
+    RecordAccessDenied,
     RecordNotFound,
 )
 from shared.downstream.errors import (
@@ -117,6 +118,7 @@ def _fixed(status: int, message: str, level: int = logging.INFO) -> Mapper:
     return lambda exc, ctx: Rendered(status, message, {}, level)
 
 
+_NOT_FOUND_MESSAGE = "Not found. No such record, or it is not visible to the caller."
 _INVALID_KEY_MESSAGE = (
     "Access denied due to invalid subscription key. Make sure to provide a valid key for an "
     "active subscription."
@@ -191,7 +193,10 @@ MAPPINGS: dict[type[Exception], Mapper] = {
         "Forbidden. The backend denied this operation for the calling user: their own "
         "permissions in the backend do not allow it.",
     ),
-    RecordNotFound: _fixed(404, "Not found. No such record, or it is not visible to the caller."),
+    RecordNotFound: _fixed(404, _NOT_FOUND_MESSAGE),
+    # A record the caller may not see answers exactly as one that does not exist (same status,
+    # code and message), or the difference would tell which ids exist.
+    RecordAccessDenied: _fixed(404, _NOT_FOUND_MESSAGE),
     PreconditionFailed: _fixed(
         412,
         "Precondition failed. The record changed since the etag in If-Match was read; read it "

@@ -237,13 +237,14 @@ def test_carol_gets_the_backend_403_not_the_scope_403(api: Api) -> None:
     ]
 
 
-def test_a_record_the_user_may_not_read_is_the_backend_403(api: Api) -> None:
+def test_a_record_the_user_may_not_read_is_404_as_a_missing_one(api: Api) -> None:
+    """The contract's 404 covers both (issue 10, item 5; tests/security/test_review_existence)."""
     listed = api.call("GET", "/api/customers?pageSize=200", user="bob").json()["items"]
     alices = {c["id"] for c in api.call(
         "GET", "/api/customers?pageSize=200", user="alice").json()["items"]}  # fmt: skip
     not_hers = next(c["id"] for c in listed if c["id"] not in alices)
     response = api.call("GET", f"/api/customers/{not_hers}", user="alice")
-    assert_error(response, 403, "backend_forbidden")
+    assert_error(response, 404, "not_found")
 
 
 def test_a_throttled_call_is_retried_when_retry_after_fits_the_budget(

@@ -177,6 +177,38 @@ def test_key_rollover_is_followed(
         keys.reset()
 
 
+def test_told_to_refresh_it_drops_a_retired_key(
+    connect: Callable[[str | None], Api],
+    tokens: Tokens,
+    entra: Any,
+    dataverse: Any,
+    control: requests.Session,
+) -> None:
+    """`POST /_emulator/keys/refresh` fetches Entra's keys at once, as Dataverse does in time
+    after an emergency rollover: a key Entra retired stops validating (401), a new one works."""
+    keys = entra.app.state.entra.keys
+    original = keys.active.kid
+    published = [k.kid for k in keys.published()]
+    url = f"{dataverse.url}/_emulator/keys/refresh"
+    new = keys.add()
+    keys.promote(new.kid)
+    try:
+        signed_by_new = tokens.user("bob")
+        refreshed = control.post(url)
+        assert refreshed.status_code == 200, refreshed.text
+        assert refreshed.json() == {"kids": sorted([*published, new.kid])}
+        assert connect(signed_by_new).get("WhoAmI").status_code == 200
+
+        keys.promote(original)
+        keys.retire(new.kid)
+        assert control.post(url).json() == {"kids": sorted(published)}
+        assert connect(signed_by_new).get("WhoAmI").status_code == 401
+        assert connect(tokens.user("bob")).get("WhoAmI").status_code == 200
+    finally:
+        keys.reset()
+        control.post(url)
+
+
 # --- system users and the request log ------------------------------------------------------------
 
 
@@ -234,15 +266,22 @@ def test_user_depth_sees_only_own_rows_organization_sees_all(alice: Api, bob: Ap
     assert alice_ids < bob_ids
 
 
-def test_reading_someone_elses_row_by_key_is_403(alice: Api, bob: Api) -> None:
+def test_reading_someone_elses_row_by_key_is_the_access_check_403(alice: Api, bob: Api) -> None:
+    """The privilege is held (user depth) but does not reach this row: Dataverse's access-check
+    failure, 0x80048306 (-2147187962), not the missing-privilege 0x80040220."""
     theirs = bob.values(f"contacts?$select=fullname&$filter=_ownerid_value eq {BOB}&$top=1")[0]
     response = alice.get(f"contacts({theirs['contactid']})")
-    assert_error(response, 403, "0x80040220", f"ObjectID: {theirs['contactid']}")
-    assert "AccessRights: ReadAccess" in response.json()["error"]["message"]
     assert_error(
-        alice.patch(f"contacts({theirs['contactid']})", {"firstname": "x"}), 403, "0x80040220"
+        response, 403, "0x80048306", "SecLib::AccessCheckEx failed. Returned hr = -2147187962"
     )
-    assert_error(alice.delete(f"contacts({theirs['contactid']})"), 403, "0x80040220")
+    message = response.json()["error"]["message"]
+    assert f"ObjectID: {theirs['contactid']}" in message
+    assert f"CallingUser: {ALICE}" in message
+    assert "AccessRights: ReadAccess" in message
+    changed = alice.patch(f"contacts({theirs['contactid']})", {"firstname": "x"})
+    assert_error(changed, 403, "0x80048306", "AccessRights: WriteAccess")
+    deleted = alice.delete(f"contacts({theirs['contactid']})")
+    assert_error(deleted, 403, "0x80048306", "AccessRights: DeleteAccess")
 
 
 def test_no_read_privilege_is_403_naming_the_privilege(alice: Api) -> None:
@@ -444,7 +483,7 @@ def test_owner_can_be_assigned_with_organization_depth_only(service: Api, alice:
     refused = alice.post(
         "contacts", {"lastname": "Owned", "ownerid@odata.bind": f"/systemusers({BOB})"}
     )
-    assert_error(refused, 403, "0x80040220", "AccessRights: CreateAccess")
+    assert_error(refused, 403, "0x80048306", "AccessRights: CreateAccess")
 
 
 def test_system_users_are_readable_and_expandable_by_everyone(alice: Api) -> None:

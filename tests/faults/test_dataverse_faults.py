@@ -1,8 +1,8 @@
 """R8-R9: Dataverse throttling, failing, lying and hanging, through the API host.
 
 Faults go on the Dataverse Web API paths; the emulator's request log (by correlation id) shows
-exactly what the API sent: the retry after a 429 that fits the request's budget, and no retry
-otherwise.
+exactly what the API sent: the retry after a 429 whose Retry-After fits both the bound on
+waiting (DATAVERSE_MAX_RETRY_WAIT_SECONDS) and the request's budget, and no retry otherwise.
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ def assert_nothing_leaked(response: requests.Response) -> None:
 # --- R8: 429 ------------------------------------------------------------------------------------
 
 
-def test_r8_a_429_that_fits_the_budget_is_waited_out_and_retried(faults: Api) -> None:
+def test_r8_a_429_that_fits_the_bound_and_the_budget_is_waited_out_and_retried(
+    faults: Api,
+) -> None:
     call(faults)  # OBO cached: the log below holds only the two Dataverse attempts
     fault_id = add_fault(
         faults, "dataverse", path=CONTACTS, method="GET", status=429, count=1,
@@ -72,12 +74,24 @@ def test_r8_a_429_that_fits_the_budget_is_waited_out_and_retried(faults: Api) ->
 
 @pytest.mark.parametrize(
     ("settings", "wait"),
-    [({}, 60), ({"REQUEST_BUDGET_SECONDS": "1"}, 2)],
-    ids=["longer-than-the-default-budget", "longer-than-a-small-budget"],
+    [
+        ({}, 3),
+        ({"DATAVERSE_MAX_RETRY_WAIT_SECONDS": "0"}, 1),
+        ({"DATAVERSE_MAX_RETRY_WAIT_SECONDS": "60"}, 60),
+        ({"REQUEST_BUDGET_SECONDS": "1"}, 2),
+    ],
+    ids=[
+        "longer-than-the-default-bound",
+        "bound-zero-never-waits",
+        "longer-than-the-default-budget",
+        "longer-than-a-small-budget",
+    ],
 )
-def test_r8_a_429_beyond_the_budget_is_503_with_retry_after(
+def test_r8_a_429_beyond_the_wait_bound_or_the_budget_is_503_with_retry_after(
     fresh: Restart, faults: Api, settings: dict[str, str], wait: int
 ) -> None:
+    """DATAVERSE_MAX_RETRY_WAIT_SECONDS (default 2) bounds the waits, the request's budget
+    too; a wait beyond either is answered at once, with Dataverse's Retry-After."""
     fresh(**settings)
     call(faults)
     add_fault(

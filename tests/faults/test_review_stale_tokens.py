@@ -1,0 +1,184 @@
+"""Outside review, item 7: stale downstream tokens (docs/security.md, "7. Stale downstream tokens").
+
+When Dataverse refuses a cached Dataverse token with 401 (an emergency key rollover at Entra, a
+revocation), the API used to keep the token and answer 502 `backend_auth_failed` to everyone
+who used it, for the rest of its lifetime (an hour). Now the refused token is dropped, from the
+On-Behalf-Of cache or from MSAL's cache of the API's own token, and the call is sent once more
+with a new token; a second 401 is still a 502.
+
+The application token is broken the way it would break in production: the Entra emulator rolls
+its signing key over (add, promote, retire the key that signed the cached token) and the
+Dataverse emulator is told to fetch the new key set. The user's token is broken with one
+injected 401. Every test runs on a runtime of its own (`fresh`), so the caches start empty.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import jwt
+import pytest
+import requests
+
+from shared.downstream.cache import TokenCache
+from tests.api.conftest import Api
+from tests.api.contract_helpers import CLIENT_CREDENTIALS, OBO_GRANT, client_id, oid
+from tests.faults.conftest import DATAVERSE_PATH, Restart, add_fault, assert_error
+
+VEHICLES = "/api/vehicles?pageSize=1"
+CUSTOMERS = "/api/customers?pageSize=1"
+
+
+class Rollover:
+    """Entra's signing keys, driven through the control planes. The emulator's original keys
+    stay published throughout (the demo tokens the tests send are signed with them); only keys
+    added here are retired, and the original signing key is restored afterwards."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        keys = api.entra_control("GET", "keys")["keys"]
+        self.original = next(k["kid"] for k in keys if k["active"])
+        self.added: list[str] = []
+        # The session's dealer-sync token is fetched on first use: fetch it now, signed with
+        # the original key, not with a key this test retires.
+        assert jwt.get_unverified_header(api.app_token("dealer-sync"))["kid"] == self.original
+
+    def sign_with_new_key(self) -> str:
+        kid = str(self.api.entra_control("POST", "keys", json={"action": "add"})["kid"])
+        self.added.append(kid)
+        self.api.entra_control("POST", "keys", json={"action": "promote", "kid": kid})
+        self.dataverse_learns_the_keys()
+        return kid
+
+    def retire(self, kid: str) -> None:
+        self.api.entra_control("POST", "keys", json={"action": "retire", "kid": kid})
+        self.added.remove(kid)
+        self.dataverse_learns_the_keys()
+
+    def dataverse_learns_the_keys(self) -> list[str]:
+        return list(self.api.dataverse_control("POST", "keys/refresh")["kids"])
+
+    def restore(self) -> None:
+        self.api.entra_control("POST", "keys", json={"action": "promote", "kid": self.original})
+        for kid in list(self.added):
+            self.retire(kid)
+        self.dataverse_learns_the_keys()
+
+
+@pytest.fixture
+def rollover(faults: Api) -> Iterator[Rollover]:
+    keys = Rollover(faults)
+    yield keys
+    keys.restore()
+
+
+def call(api: Api, path: str, **caller: Any) -> requests.Response:
+    headers = {"x-correlation-id": f"stale-{uuid.uuid4()}"}
+    return api.call("GET", path, headers=headers, **caller)
+
+
+def sent(api: Api, response: requests.Response, since: int) -> list[dict[str, Any]]:
+    """What Dataverse received for this response's request."""
+    cid = response.headers["x-correlation-id"]
+    return [r for r in api.dataverse_requests(since) if r["correlation_id"] == cid]
+
+
+def grants(api: Api, since: int, grant_type: str) -> list[dict[str, Any]]:
+    return [r for r in api.entra_requests(since) if r["grant_type"] == grant_type]
+
+
+# --- the API's own token (client credentials, MSAL's cache) -----------------------------------
+
+
+def test_an_app_token_signed_by_a_retired_key_is_dropped_and_fetched_again(
+    fresh: Restart, faults: Api, rollover: Rollover
+) -> None:
+    fresh()
+    old_key = rollover.sign_with_new_key()
+    first = call(faults, VEHICLES, app="dealer-sync")  # the API's token, signed by `old_key`
+    assert first.status_code == 200, first.text
+
+    rollover.sign_with_new_key()
+    rollover.retire(old_key)  # Dataverse no longer trusts the cached token
+    entra, dataverse = faults.marks()
+    answer = call(faults, VEHICLES, app="dealer-sync")
+
+    assert answer.status_code == 200, answer.text
+    assert len(grants(faults, entra, CLIENT_CREDENTIALS)) == 1  # one new token, no more
+    attempts = sent(faults, answer, dataverse)
+    assert [a["status"] for a in attempts] == [401, 200]
+    api_app = client_id(faults, "central-api")
+    assert attempts[1]["caller"]["appid"] == api_app
+
+    entra, _ = faults.marks()
+    assert call(faults, VEHICLES, app="dealer-sync").status_code == 200
+    assert grants(faults, entra, CLIENT_CREDENTIALS) == []  # the new token is cached
+
+
+def test_an_app_token_refused_twice_is_502(fresh: Restart, faults: Api) -> None:
+    fresh()
+    assert call(faults, VEHICLES, app="dealer-sync").status_code == 200
+    add_fault(faults, "dataverse", path=DATAVERSE_PATH, status=401, count=2)
+    entra, dataverse = faults.marks()
+
+    answer = call(faults, VEHICLES, app="dealer-sync")
+    assert_error(answer, 502, "backend_auth_failed")
+    assert [a["status"] for a in sent(faults, answer, dataverse)] == [401, 401]
+    assert len(grants(faults, entra, CLIENT_CREDENTIALS)) == 1
+
+
+# --- the user's token (On-Behalf-Of, our own cache) --------------------------------------------
+
+
+def test_a_refused_obo_token_is_dropped_and_exchanged_again_once(
+    fresh: Restart, faults: Api
+) -> None:
+    runtime = fresh()
+    assert call(faults, CUSTOMERS, user="alice").status_code == 200
+    assert runtime.downstream.cached_users == 1
+    fault = add_fault(faults, "dataverse", path=DATAVERSE_PATH, status=401, count=1)
+    entra, dataverse = faults.marks()
+
+    answer = call(faults, CUSTOMERS, user="alice")
+    assert answer.status_code == 200, answer.text
+    exchanges = grants(faults, entra, OBO_GRANT)
+    assert len(exchanges) == 1
+    assert exchanges[0]["caller"]["oid"] == oid(faults, "alice")
+    attempts = sent(faults, answer, dataverse)
+    assert [(a["status"], a["fault"]) for a in attempts] == [(401, fault), (200, None)]
+    assert runtime.downstream.cached_users == 1  # the new token, in place of the old
+
+    entra, _ = faults.marks()
+    assert call(faults, CUSTOMERS, user="alice").status_code == 200
+    assert grants(faults, entra, OBO_GRANT) == []
+
+
+def test_an_obo_token_refused_twice_is_502(fresh: Restart, faults: Api) -> None:
+    fresh()
+    assert call(faults, CUSTOMERS, user="alice").status_code == 200
+    add_fault(faults, "dataverse", path=DATAVERSE_PATH, status=401, count=2)
+    entra, dataverse = faults.marks()
+
+    answer = call(faults, CUSTOMERS, user="alice")
+    assert_error(answer, 502, "backend_auth_failed")
+    assert [a["status"] for a in sent(faults, answer, dataverse)] == [401, 401]
+    assert len(grants(faults, entra, OBO_GRANT)) == 1
+
+
+# --- in process: only the refused token leaves the cache ----------------------------------------
+
+
+def test_discard_drops_only_the_token_that_was_refused() -> None:
+    cache = TokenCache(10, clock=lambda: 1000.0)
+    cache.put(b"k", "old", 3600)
+    cache.discard(b"k", "old")
+    assert cache.get(b"k") is None
+    # A request that arrives with the old token after another has already replaced it keeps
+    # the new one: concurrent 401s cost one new token, not one each.
+    cache.put(b"k", "new", 3600)
+    cache.discard(b"k", "old")
+    assert cache.get(b"k") == "new"
+    cache.discard(b"missing", "old")
+    assert len(cache) == 1
