@@ -8,6 +8,7 @@ emulator's own signing key (in process, without HTTP), in the claim shape the em
 
 from __future__ import annotations
 
+import base64
 import os
 import sys
 import tempfile
@@ -133,6 +134,7 @@ class BenchContext:
             "api_client_secret": self.material.client_secret("central-api"),
             "dataverse_url": self.tenant.app("dataverse").identifier_uris[0],
             "subscription_keys": {k: tuple(v) for k, v in self.material.subscription_keys.items()},
+            "page_token_key": base64.b64decode(self.material.page_token_key),
         }
         values.update(overrides)
         return Settings(**values)

@@ -7,8 +7,8 @@
 - `signing-keys.json`: the Entra emulator's RSA token-signing keys (two to start with), each with a
   self-signed certificate for the JWKS `x5c`/`x5t`, the first one active.
 - `client-certs/<app>.pem`: a certificate credential (key + certificate) for each confidential app.
-- `secrets.json`: client secrets for confidential apps, user passwords, and the API's
-  subscription keys.
+- `secrets.json`: client secrets for confidential apps, user passwords, the API's
+  subscription keys and its page token key (`PAGE_TOKEN_KEY`, 32 random bytes in base64).
 
 Everything is re-used on later runs so that tokens issued before a restart stay valid.
 """
@@ -159,6 +159,10 @@ class Material:
     def subscription_keys(self) -> dict[str, list[str]]:
         return dict(self.secrets["subscription_keys"])
 
+    @property
+    def page_token_key(self) -> str:
+        return str(self.secrets["page_token_key"])
+
     def load_signing_keys(self) -> list[SigningKey]:
         return [SigningKey.from_json(k) for k in json.loads(self.signing_keys.read_text())]
 
@@ -271,6 +275,10 @@ def ensure_material(folder: Path, tenant: Tenant) -> Material:
             "demo-portal": [_token(), _token()],
             "demo-dealer": [_token(), _token()],
         }
+        changed = True
+    if "page_token_key" not in data:
+        # Kept across runs, as every secret here is, so page tokens survive a restart.
+        data["page_token_key"] = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
         changed = True
     if changed:
         _write_private(secrets_file, json.dumps(data, indent=2).encode())

@@ -21,6 +21,7 @@ from typing import Any
 import azure.functions as func
 
 from shared.domains.model import GUID, Domain, Field, Text
+from shared.domains.paging import MAX_PAGE_TOKEN_LENGTH
 from shared.domains.routes import Operation, operations, registered
 from shared.domains.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_SEARCH_LENGTH
 from shared.http.pipeline import CORRELATION_HEADER, SUBSCRIPTION_HEADER, SUBSCRIPTION_QUERY
@@ -352,7 +353,7 @@ def _domain_schemas(domain: Domain) -> dict[str, Any]:
                 "nextPageToken": {
                     "type": ["string", "null"],
                     "description": "Pass as `pageToken` (with the same other parameters) for the "
-                    "next page; null on the last page.",
+                    "next page; null on the last page. Opaque, and only for this caller.",
                 },
             },
             "required": ["items", "nextPageToken"],
@@ -431,9 +432,14 @@ PARAMETERS: dict[str, Any] = {
         "name": "pageToken",
         "in": "query",
         "required": False,
-        "description": "`nextPageToken` of the previous page; valid only with the same other "
-        "parameters.",
-        "schema": {"type": "string", "maxLength": 4096, "pattern": "^[A-Za-z0-9_-]+$"},
+        "description": "`nextPageToken` of the previous page, opaque. Valid only for the caller "
+        "who received it, with the same other parameters (`pageSize` may change), for a limited "
+        "time; otherwise 400, and paging starts again from the first page.",
+        "schema": {
+            "type": "string",
+            "maxLength": MAX_PAGE_TOKEN_LENGTH,
+            "pattern": "^[A-Za-z0-9_-]+$",
+        },
     },
     "IfMatch": {
         "name": "If-Match",

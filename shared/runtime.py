@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from shared.auth.subscription import SubscriptionKeys
     from shared.auth.tokens import TokenValidator
     from shared.dataverse.client import DataverseClient
+    from shared.domains.paging import PageTokens
     from shared.downstream.tokens import DownstreamTokens
 
 
@@ -30,6 +31,7 @@ class Runtime:
     validator: TokenValidator
     downstream: DownstreamTokens
     dataverse: DataverseClient
+    page_tokens: PageTokens
 
 
 def build(settings: Settings) -> Runtime:
@@ -40,6 +42,7 @@ def build(settings: Settings) -> Runtime:
     from shared.auth.subscription import SubscriptionKeys
     from shared.auth.tokens import TokenValidator
     from shared.dataverse.client import DataverseClient
+    from shared.domains import paging
     from shared.downstream.tokens import DownstreamTokens
 
     telemetry.configure(settings)  # log safeguards once per process; Azure Monitor if set
@@ -68,6 +71,11 @@ def build(settings: Settings) -> Runtime:
             timeout=settings.downstream_timeout_seconds,
             pool_size=settings.dataverse_pool_size,
             max_retry_wait=settings.dataverse_max_retry_wait_seconds,
+        ),
+        page_tokens=paging.PageTokens(
+            settings.page_token_key,
+            settings.page_token_previous_key,
+            lifetime_seconds=settings.page_token_lifetime_seconds,
         ),
     )
 

@@ -7,6 +7,8 @@ into the environment; the dev stack exports `.devstack/stack.env`. Every setting
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import re
@@ -24,6 +26,9 @@ class SettingsError(RuntimeError):
 # would leave them stale most of the time.
 KEY_REFRESH_INTERVAL_SECONDS = 300
 
+# A page token outliving a day is no longer paging; the cap also keeps its expiry in 4 bytes.
+MAX_PAGE_TOKEN_LIFETIME = 86_400
+
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -34,6 +39,7 @@ class Settings:
     api_client_id: str
     dataverse_url: str
     subscription_keys: Mapping[str, tuple[str, ...]] = field(repr=False)
+    page_token_key: bytes = field(repr=False)
     api_client_secret: str | None = field(default=None, repr=False)
     api_client_certificate_path: str | None = None
     clock_skew_seconds: int = 120
@@ -46,6 +52,8 @@ class Settings:
     signing_keys_max_age_seconds: int = 86_400
     signing_keys_grace_seconds: int = 3_600
     dataverse_max_retry_wait_seconds: float = 2.0
+    page_token_previous_key: bytes | None = field(default=None, repr=False)
+    page_token_lifetime_seconds: int = 3600
 
     @property
     def authority(self) -> str:
@@ -92,6 +100,17 @@ class Settings:
                 raise SettingsError(f"setting {name} must not be negative")
             return value
 
+        def aes_key(name: str, value: str) -> bytes:
+            key = _aes_key(value)
+            if key is None:
+                raise SettingsError(f"setting {name} must be base64 of 32 random bytes")
+            return key
+
+        lifetime = int(number("PAGE_TOKEN_LIFETIME_SECONDS", 3600, int))
+        if not 1 <= lifetime <= MAX_PAGE_TOKEN_LIFETIME:
+            raise SettingsError("setting PAGE_TOKEN_LIFETIME_SECONDS must be 1 second to 1 day")
+        previous = optional("PAGE_TOKEN_PREVIOUS_KEY")
+
         secret = optional("API_CLIENT_SECRET")
         cert = optional("API_CLIENT_CERTIFICATE_PATH")
         if not secret and not cert:
@@ -123,6 +142,11 @@ class Settings:
             dataverse_max_retry_wait_seconds=float(
                 number("DATAVERSE_MAX_RETRY_WAIT_SECONDS", 2.0, float)
             ),
+            page_token_key=aes_key("PAGE_TOKEN_KEY", required("PAGE_TOKEN_KEY")),
+            page_token_previous_key=(
+                None if previous is None else aes_key("PAGE_TOKEN_PREVIOUS_KEY", previous)
+            ),
+            page_token_lifetime_seconds=lifetime,
         )
 
 
@@ -130,6 +154,17 @@ def _at_least(name: str, value: int, minimum: int) -> int:
     if value < minimum:
         raise SettingsError(f"setting {name} must be at least {minimum}")
     return value
+
+
+def _aes_key(text: str) -> bytes | None:
+    """32 bytes from canonical standard base64 (as `openssl rand -base64 32` prints), else None."""
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(key) != 32 or base64.b64encode(key).decode("ascii") != text:
+        return None
+    return key
 
 
 def _subscription_keys(raw: str) -> dict[str, tuple[str, ...]]:

@@ -16,7 +16,8 @@ AADSTS number) and dataverse_error (the 0x... code).
   dicts that `shared.downstream` translates anyway);
 - a log-record factory scrubs every record made in the process, whoever makes it, before any
   handler sees it: bearer tokens and anything JWT-shaped, URL query strings, e-mail addresses,
-  secret-named fields and the configured secret values (subscription keys, client secret);
+  secret-named fields and the configured secret values (subscription keys, client secret,
+  page token keys);
 - only when APPLICATIONINSIGHTS_CONNECTION_STRING is set, azure-monitor-opentelemetry is
   imported and configured: traces and metrics, and the `central_api` records as logs. Outgoing
   HTTP spans keep scheme, host and path but never a query string (Dataverse queries carry search
@@ -28,6 +29,7 @@ messages (built-in exceptions quote the values they choke on: names, e-mail addr
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import re
@@ -267,6 +269,8 @@ def configure(settings: Settings, environ: Mapping[str, str] | None = None) -> N
     Azure Monitor."""
     global _configured
     keys = [key for pair in settings.subscription_keys.values() for key in pair]
+    page_keys = (settings.page_token_key, settings.page_token_previous_key or b"")
+    keys += [base64.b64encode(key).decode("ascii") for key in page_keys if key]
     redactor.remember([*keys, settings.api_client_secret or ""])
     with _lock:
         if _configured:

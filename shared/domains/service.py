@@ -2,20 +2,15 @@
 
 Input is checked completely before the `Call` is used, so bad input never costs a token
 exchange or a Dataverse request. Dataverse's rows become the API's own JSON here (`render`),
-and page tokens are the API's own: the Dataverse `$skiptoken` plus a fingerprint of the query,
-so a token is only accepted by the query that produced it.
+and page tokens are the API's own: Dataverse's `$skiptoken` sealed for this caller and this
+query (`shared.domains.paging`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import azure.functions as func
 
@@ -26,6 +21,7 @@ from shared.dataverse.errors import (
     RecordAccessDenied,
     RecordNotFound,
 )
+from shared.domains import paging
 from shared.domains.model import Choice, Domain, Field, Integer, Reference, check_text, parse_guid
 from shared.http.errors import BadInput
 from shared.http.pipeline import ApiRequest
@@ -34,7 +30,6 @@ from shared.http.responses import json_response
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 MAX_SEARCH_LENGTH = 100
-MAX_PAGE_TOKEN_LENGTH = 4096
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,39}$")
 _ETAG = re.compile(r'^(W/)?"[\x21\x23-\x7e]{1,64}"$')
 _PAGE_KEYS = frozenset({"pageSize", "pageToken"})
@@ -93,51 +88,18 @@ def _clauses(domain: Domain, params: Mapping[str, str]) -> list[str]:
     return clauses
 
 
-def _fingerprint(domain: Domain, params: Mapping[str, str]) -> str:
-    shape = sorted((k, v) for k, v in params.items() if k not in _PAGE_KEYS)
-    raw = json.dumps([domain.name, shape], ensure_ascii=False).encode("utf-8")
-    return hashlib.sha256(raw).hexdigest()[:32]
-
-
-def _encode_page_token(skiptoken: str, fingerprint: str) -> str:
-    raw = json.dumps({"s": skiptoken, "f": fingerprint}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
-
-
-def _decode_page_token(token: str, fingerprint: str) -> str:
-    invalid = BadInput("pageToken", "is not a token from a previous page of this same query")
-    if len(token) > MAX_PAGE_TOKEN_LENGTH or not re.fullmatch(r"[A-Za-z0-9_-]+", token):
-        raise invalid
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError, RecursionError):
-        raise invalid from None
-    if not isinstance(data, dict) or data.get("f") != fingerprint:
-        raise invalid
-    skiptoken = data.get("s")
-    if not isinstance(skiptoken, str) or not skiptoken:
-        raise invalid
-    return skiptoken
-
-
-def _skiptoken(next_link: object) -> str | None:
-    if not isinstance(next_link, str):
-        return None
-    values = parse_qs(urlsplit(next_link).query).get("$skiptoken")
-    return values[0] if values else None
-
-
 def list_records(domain: Domain, request: ApiRequest) -> func.HttpResponse:
     params = request.params
     size = _page_size(params)
-    fingerprint = _fingerprint(domain, params)
     oq: list[tuple[str, str]] = [("$select", domain.select)]
     clauses = _clauses(domain, params)
     if clauses:
         oq.append(("$filter", query.all_of(clauses)))
     oq.append(("$orderby", ",".join(f"{c} asc" for c in (*domain.order_by, domain.key))))
+    tokens = request.runtime.page_tokens
+    bound = paging.binding(request.principal, domain.name, domain.entity_set, oq)
     if "pageToken" in params:
-        oq.append(("$skiptoken", _decode_page_token(params["pageToken"], fingerprint)))
+        oq.append(("$skiptoken", tokens.open(params["pageToken"], bound)))
     answer = request.runtime.dataverse.request(
         "GET",
         domain.entity_set,
@@ -149,12 +111,12 @@ def list_records(domain: Domain, request: ApiRequest) -> func.HttpResponse:
     rows = body.get("value")
     if not isinstance(rows, list) or not all(_is_row(domain, row) for row in rows):
         raise BackendUnavailable("Dataverse answered a list without rows")
-    skiptoken = _skiptoken(body.get("@odata.nextLink"))
+    skiptoken = paging.skiptoken(body.get("@odata.nextLink"))
     return json_response(
         200,
         {
             "items": [render(domain, row) for row in rows],
-            "nextPageToken": _encode_page_token(skiptoken, fingerprint) if skiptoken else None,
+            "nextPageToken": tokens.seal(skiptoken, bound) if skiptoken else None,
         },
     )
 

@@ -3,7 +3,6 @@ becomes a Dataverse payload (and Dataverse rows become client JSON)."""
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from typing import Any
@@ -265,47 +264,3 @@ def test_page_size(raw: str | None, size: int) -> None:
 def test_bad_page_sizes(raw: str) -> None:
     with refused("pageSize"):
         service._page_size({"pageSize": raw})
-
-
-def test_page_tokens_round_trip_and_belong_to_one_query() -> None:
-    skiptoken = '<cookie pagenumber="2" pagingcookie="%3ccookie%20x%3d%22y%22%20%2f%3e" />'
-    mine = service._fingerprint(CUSTOMER, {"q": "ada", "pageSize": "5", "pageToken": "t"})
-    token = service._encode_page_token(skiptoken, mine)
-    assert re.fullmatch(r"[A-Za-z0-9_-]+", token)  # safe in a URL as it is
-    assert service._decode_page_token(token, mine) == skiptoken
-    # Page size and the token itself are not part of the query's identity...
-    assert service._fingerprint(CUSTOMER, {"q": "ada"}) == mine
-    # ...but the search, the filters and the domain are.
-    others = [
-        service._fingerprint(CUSTOMER, {"q": "adb"}),
-        service._fingerprint(CUSTOMER, {}),
-        service._fingerprint(CASE, {"q": "ada"}),
-        service._fingerprint(CASE, {"q": "ada", "status": "active"}),
-    ]
-    assert mine not in others
-    assert len(set(others)) == len(others)
-    for other in others:
-        with refused("pageToken"):
-            service._decode_page_token(token, other)
-
-
-def _token(data: object) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-
-@pytest.mark.parametrize(
-    "token",
-    ["", "not a token", "abc$", "x" * 5000, "A", _token([1, 2]), _token({"f": "x"}),
-     _token({"s": "", "f": "FP"}), _token({"s": 5, "f": "FP"}), _token({"s": "ok"}),
-     base64.urlsafe_b64encode(b"\xff\xfe").decode().rstrip("=")],
-)  # fmt: skip
-def test_malformed_page_tokens(token: str) -> None:
-    with refused("pageToken"):
-        service._decode_page_token(token, "FP")
-
-
-def test_skiptoken_comes_from_the_next_link() -> None:
-    link = "https://org.example/api/data/v9.2/contacts?$select=a&$skiptoken=%3Ccookie%20p%3D%221%22%20/%3E"
-    assert service._skiptoken(link) == '<cookie p="1" />'
-    assert service._skiptoken(None) is None
-    assert service._skiptoken("https://org.example/api/data/v9.2/contacts?$select=a") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import re
@@ -19,6 +20,7 @@ GOOD = {
     "API_CLIENT_SECRET": "s3cret-value-xyz",
     "DATAVERSE_URL": "https://contoso.crm4.dynamics.com/",
     "SUBSCRIPTION_KEYS": json.dumps({"portal": ["a" * 32, "b" * 32]}),
+    "PAGE_TOKEN_KEY": base64.b64encode(bytes(range(32))).decode(),
 }
 
 
@@ -53,6 +55,16 @@ def test_reads_and_normalises() -> None:
         ("SIGNING_KEYS_MAX_AGE_SECONDS", "299"),  # below the 5-minute refresh interval
         ("SIGNING_KEYS_MAX_AGE_SECONDS", "a day"),
         ("SIGNING_KEYS_GRACE_SECONDS", "-1"),
+        ("PAGE_TOKEN_KEY", None),
+        ("PAGE_TOKEN_KEY", "not base64 at all"),
+        ("PAGE_TOKEN_KEY", base64.b64encode(b"k" * 16).decode()),  # AES-128: too short
+        ("PAGE_TOKEN_KEY", base64.b64encode(b"k" * 33).decode()),
+        ("PAGE_TOKEN_KEY", base64.b64encode(b"k" * 32).decode().rstrip("=")),  # not canonical
+        ("PAGE_TOKEN_KEY", base64.urlsafe_b64encode(b"\xff" * 32).decode()),  # not standard
+        ("PAGE_TOKEN_PREVIOUS_KEY", "c2hvcnQ="),
+        ("PAGE_TOKEN_LIFETIME_SECONDS", "0"),
+        ("PAGE_TOKEN_LIFETIME_SECONDS", "86401"),
+        ("PAGE_TOKEN_LIFETIME_SECONDS", "an hour"),
     ],
 )
 def test_fails_fast_naming_the_setting(name: str, value: Any) -> None:
@@ -63,6 +75,18 @@ def test_fails_fast_naming_the_setting(name: str, value: Any) -> None:
         Settings.from_env(env)
     if value:
         assert value not in str(caught.value)
+
+
+def test_page_token_keys_are_32_bytes_and_not_shown() -> None:
+    previous = bytes(range(100, 132))
+    env = {**GOOD, "PAGE_TOKEN_PREVIOUS_KEY": base64.b64encode(previous).decode()}
+    settings = Settings.from_env(env)
+    assert settings.page_token_key == bytes(range(32))
+    assert settings.page_token_previous_key == previous
+    assert settings.page_token_lifetime_seconds == 3600
+    assert repr(bytes(range(32))) not in repr(settings)
+    assert repr(previous) not in repr(settings)
+    assert Settings.from_env(GOOD).page_token_previous_key is None
 
 
 def test_certificate_instead_of_secret() -> None:
