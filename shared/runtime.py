@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from shared.auth.tokens import TokenValidator
     from shared.dataverse.client import DataverseClient
     from shared.downstream.tokens import DownstreamTokens
+    from shared.http.limits import CallerLimits
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Runtime:
     validator: TokenValidator
     downstream: DownstreamTokens
     dataverse: DataverseClient
+    callers: CallerLimits  # per instance: this process's counts
 
 
 def build(settings: Settings) -> Runtime:
@@ -41,6 +43,7 @@ def build(settings: Settings) -> Runtime:
     from shared.auth.tokens import TokenValidator
     from shared.dataverse.client import DataverseClient
     from shared.downstream.tokens import DownstreamTokens
+    from shared.http.limits import CallerLimits
 
     telemetry.configure(settings)  # log safeguards once per process; Azure Monitor if set
     keys = SigningKeys(
@@ -65,6 +68,7 @@ def build(settings: Settings) -> Runtime:
             timeout=settings.downstream_timeout_seconds,
             pool_size=settings.dataverse_pool_size,
         ),
+        callers=CallerLimits(settings.max_concurrent_requests_per_caller),
     )
 
 

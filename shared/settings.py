@@ -39,6 +39,7 @@ class Settings:
     obo_cache_size: int = 10_000
     validated_token_cache_size: int = 10_000
     dataverse_pool_size: int = 32
+    max_concurrent_requests_per_caller: int = 8
 
     @property
     def authority(self) -> str:
@@ -107,6 +108,9 @@ class Settings:
             obo_cache_size=int(number("OBO_CACHE_SIZE", 10_000, int)),
             validated_token_cache_size=int(number("VALIDATED_TOKEN_CACHE_SIZE", 10_000, int)),
             dataverse_pool_size=max(1, int(number("DATAVERSE_POOL_SIZE", 32, int))),
+            max_concurrent_requests_per_caller=int(
+                number("MAX_CONCURRENT_REQUESTS_PER_CALLER", 8, int)
+            ),
         )
 
 
