@@ -17,7 +17,7 @@ from shared.auth.principal import Mode, Principal
 from shared.http.errors import RequestError, TooManyConcurrentRequests
 from shared.http.limits import CallerKey, CallerLimits, caller_key
 from shared.http.responses import ErrorContext, render_error
-from shared.settings import Settings
+from shared.settings import Settings, SettingsError
 
 ALICE: CallerKey = ("user", "alice-oid")
 BOB: CallerKey = ("user", "bob-oid")
@@ -142,7 +142,7 @@ def test_the_refusal_is_a_429_with_retry_after_logged_as_throttling() -> None:
     assert "8 requests in progress" in rendered.message
 
 
-def test_the_setting_defaults_to_8_and_takes_0() -> None:
+def test_the_setting_defaults_to_8_takes_0_and_refuses_the_rest() -> None:
     env = {
         "AZURE_TENANT_ID": "730301b0-eb39-4533-8015-c9d14296909d",
         "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.com",
@@ -154,3 +154,7 @@ def test_the_setting_defaults_to_8_and_takes_0() -> None:
     assert Settings.from_env(env).max_concurrent_requests_per_caller == 8
     off = {**env, "MAX_CONCURRENT_REQUESTS_PER_CALLER": "0"}
     assert Settings.from_env(off).max_concurrent_requests_per_caller == 0
+    for bad in ("-1", "eight", "8.5"):
+        with pytest.raises(SettingsError, match="MAX_CONCURRENT_REQUESTS_PER_CALLER") as caught:
+            Settings.from_env({**env, "MAX_CONCURRENT_REQUESTS_PER_CALLER": bad})
+        assert bad not in str(caught.value)
