@@ -2,6 +2,10 @@
 
 Key material (local CA, TLS certificate, signing keys, secrets) is generated into a temporary
 folder, and `REQUESTS_CA_BUNDLE` points at a bundle holding the local CA, as under the tests.
+The API's per-caller cap on concurrent requests is off (`NO_CALLER_CAP`): the figures put more
+of one identity's requests in flight at once than a client should (ten of Alice's in P3, about
+seventeen per identity in P6) to measure reuse and evenness, not the cap, for the same reason
+that P6 raises the Dataverse emulator's limits.
 The Entra emulator starts the first time a figure asks for it. User tokens are minted with the
 emulator's own signing key (in process, without HTTP), in the claim shape the emulator issues.
 """
@@ -29,6 +33,7 @@ from shared.settings import Settings
 
 TOKEN_LIFETIME = 3600
 USER_SCOPES = "customer.read customer.readwrite case.read case.readwrite"
+NO_CALLER_CAP = {"MAX_CONCURRENT_REQUESTS_PER_CALLER": "0"}
 
 
 class BenchContext:
@@ -39,9 +44,11 @@ class BenchContext:
         self.tenant: Tenant = load_tenant()
         self.material: Material = ensure_material(Path(self._folder.name), self.tenant)
         self.ca_bundle = write_ca_bundle(self.material)
-        self._saved_env = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+        changed = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", *NO_CALLER_CAP)
+        self._saved_env = {k: os.environ.get(k) for k in changed}
         os.environ["REQUESTS_CA_BUNDLE"] = str(self.ca_bundle)
         os.environ.pop("CURL_CA_BUNDLE", None)
+        os.environ.update(NO_CALLER_CAP)
         self._servers: list[ServerThread] = []
         self._stack: RunningStack | None = None
         self._entra_url: str | None = None

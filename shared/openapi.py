@@ -36,9 +36,10 @@ OAUTH_SCHEME = "entraId"
 EXTENSION_DELEGATED = "x-user-delegated"
 EXTENSION_PERMISSIONS = "x-required-permissions"
 
-# The error statuses an operation can answer, by kind (the contract's tables). 429 is never
-# passed on: throttling that cannot be waited out within the request's budget is a 503.
-COMMON_ERRORS = ("400", "401", "403", "500", "502", "503", "504")
+# The error statuses an operation can answer, by kind (the contract's tables). Dataverse's 429
+# is never passed on (throttling that cannot be waited out is a 503); a 429 is the API's own
+# per-caller cap on concurrent requests, which every protected operation applies.
+COMMON_ERRORS = ("400", "401", "403", "429", "500", "502", "503", "504")
 ERRORS_BY_KIND: dict[str, tuple[str, ...]] = {
     "list": (),
     "get": ("404",),
@@ -508,6 +509,7 @@ _ERROR_NAMES = {
     "412": "PreconditionFailed",
     "413": "PayloadTooLarge",
     "415": "UnsupportedMediaType",
+    "429": "TooManyRequests",
     "500": "InternalServerError",
     "502": "BadGateway",
     "503": "ServiceUnavailable",
@@ -538,6 +540,13 @@ RESPONSES: dict[str, Any] = {
     ),
     "PayloadTooLarge": _error("The body is larger than the API accepts (64 KiB)."),
     "UnsupportedMediaType": _error("Send the body as `application/json`."),
+    "TooManyRequests": _error(
+        "`too_many_concurrent_requests`: this caller (the user, or the application for "
+        "application tokens) already has as many requests in progress as the API allows one "
+        "caller at once. Nothing was sent to the backend. Wait for one of them to finish, or "
+        "retry after Retry-After seconds.",
+        "Retry-After",
+    ),
     "InternalServerError": _error("The API is misconfigured or failed; quote the correlation id."),
     "BadGateway": _error("The backend or the identity platform failed or answered nonsense."),
     "ServiceUnavailable": _error(

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from shared.dataverse.client import DataverseClient
     from shared.domains.paging import PageTokens
     from shared.downstream.tokens import DownstreamTokens
+    from shared.http.limits import CallerLimits
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Runtime:
     downstream: DownstreamTokens
     dataverse: DataverseClient
     page_tokens: PageTokens
+    callers: CallerLimits  # per instance: this process's counts
 
 
 def build(settings: Settings) -> Runtime:
@@ -44,6 +46,7 @@ def build(settings: Settings) -> Runtime:
     from shared.dataverse.client import DataverseClient
     from shared.domains import paging
     from shared.downstream.tokens import DownstreamTokens
+    from shared.http.limits import CallerLimits
 
     telemetry.configure(settings)  # log safeguards once per process; Azure Monitor if set
     keys = SigningKeys(
@@ -77,6 +80,7 @@ def build(settings: Settings) -> Runtime:
             settings.page_token_previous_key,
             lifetime_seconds=settings.page_token_lifetime_seconds,
         ),
+        callers=CallerLimits(settings.max_concurrent_requests_per_caller),
     )
 
 

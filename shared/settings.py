@@ -54,6 +54,7 @@ class Settings:
     dataverse_max_retry_wait_seconds: float = 2.0
     page_token_previous_key: bytes | None = field(default=None, repr=False)
     page_token_lifetime_seconds: int = 3600
+    max_concurrent_requests_per_caller: int = 8
 
     @property
     def authority(self) -> str:
@@ -147,6 +148,9 @@ class Settings:
                 None if previous is None else aes_key("PAGE_TOKEN_PREVIOUS_KEY", previous)
             ),
             page_token_lifetime_seconds=lifetime,
+            max_concurrent_requests_per_caller=int(
+                number("MAX_CONCURRENT_REQUESTS_PER_CALLER", 8, int)
+            ),
         )
 
 

@@ -3,7 +3,10 @@
     RequestError
     ├── BadInput                a parameter, header or body field is not acceptable, 400
     ├── PayloadTooLarge         the body is over the limit, 413
-    └── UnsupportedMediaType    a body that is not JSON, 415
+    ├── UnsupportedMediaType    a body that is not JSON, 415
+    └── TooManyConcurrentRequests
+                                the caller already has as many requests in flight as this
+                                instance allows one caller (`shared.http.limits`), 429
 
 `BadInput.field` names what was wrong and `why` says how, in words a client developer can act
 on; neither ever repeats the value that was sent.
@@ -35,3 +38,15 @@ class PayloadTooLarge(RequestError):
 
 class UnsupportedMediaType(RequestError):
     code = "unsupported_media_type"
+
+
+class TooManyConcurrentRequests(RequestError):
+    code = "too_many_concurrent_requests"
+    # The cap frees a place as soon as one of the caller's own requests answers: usually well
+    # within a second, so the shortest wait HTTP can say is also the right one.
+    retry_after = 1
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"over {limit} concurrent requests of this caller")
+        self.limit = limit
+        self.reason = f"caller already has {limit} requests in flight"

@@ -4,9 +4,13 @@
 2. subscription key (before anything else, so a keyless request costs nothing downstream);
 3. bearer token -> `Principal` (signature, issuer, audience, lifetime, tenant, mode);
 4. the endpoint's `Policy` (scopes or app roles; application-only endpoints);
-5. the handler, with a `Call` that fetches the Dataverse token for *this* principal (OBO or
+5. the query parameters against the endpoint's allowlist;
+6. the caller's place under the per-caller cap on concurrent requests (`shared.http.limits`,
+   per instance), held for as long as the handler runs and released however it ends; over the
+   cap the request answers 429 before any token exchange or Dataverse call;
+7. the handler, with a `Call` that fetches the Dataverse token for *this* principal (OBO or
    client credentials) only when Dataverse is actually called;
-6. any exception -> `shared.http.responses`, the one place errors become HTTP.
+8. any exception -> `shared.http.responses`, the one place errors become HTTP.
 
 One log record per request (`shared.telemetry.log_request`): route template, status, code,
 mode, oid, tid, client app id, subscription name, latency, downstream latency and outcome.
@@ -33,6 +37,7 @@ from shared.auth.policy import Policy, authorize
 from shared.auth.principal import Principal
 from shared.dataverse.call import Call, TokenSource
 from shared.http.errors import BadInput, PayloadTooLarge, UnsupportedMediaType
+from shared.http.limits import caller_key
 from shared.http.responses import ErrorContext, error_response, render_error
 from shared.runtime import Runtime, runtime
 
@@ -195,7 +200,10 @@ def endpoint(
                 runtime=rt,
             )
             telemetry.describe_query(facts, request.params)
-            response = handler(request)
+            # Last before the handler, so that only requests that will go downstream count, and
+            # a request refused here has cost no token exchange and no Dataverse call.
+            with rt.callers.held(caller_key(principal)):
+                response = handler(request)
             facts["code"] = "ok"
             level, error = logging.INFO, None
         except Exception as exc:

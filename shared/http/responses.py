@@ -50,7 +50,13 @@ from shared.downstream.errors import (
     TokenServiceTimeout,
     TokenServiceUnavailable,
 )
-from shared.http.errors import BadInput, PayloadTooLarge, RequestError, UnsupportedMediaType
+from shared.http.errors import (
+    BadInput,
+    PayloadTooLarge,
+    RequestError,
+    TooManyConcurrentRequests,
+    UnsupportedMediaType,
+)
 from shared.settings import SettingsError
 
 log = logging.getLogger("central_api")
@@ -230,6 +236,13 @@ MAPPINGS: dict[type[Exception], Mapper] = {
         413, f"Payload too large. The body must be at most {exc.limit} bytes.", {}
     ),
     UnsupportedMediaType: _fixed(415, "Unsupported media type. Send the body as application/json."),
+    TooManyConcurrentRequests: lambda exc, ctx: Rendered(
+        429,
+        f"Too many requests. This caller already has {exc.limit} requests in progress; wait for "
+        "one to finish, or retry after the time in Retry-After.",
+        _retry(exc.retry_after),
+        logging.WARNING,
+    ),
     RequestError: _fixed(400, "Bad request."),
     # Our own configuration
     SettingsError: _fixed(

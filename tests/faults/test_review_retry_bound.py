@@ -20,6 +20,7 @@ import requests
 from shared.settings import Settings, SettingsError
 from tests.api.conftest import Api
 from tests.faults.conftest import Restart, add_fault, assert_error, retry_after
+from tests.shared.test_settings import GOOD
 
 CONTACTS = "/api/data/v9.2/contacts"
 LIST = "/api/customers?pageSize=3"
@@ -91,15 +92,7 @@ def test_a_larger_bound_is_honoured(fresh: Restart, faults: Api) -> None:
 
 @pytest.mark.parametrize("value", ["-1", "two", ""])
 def test_the_setting_is_checked_and_defaults_to_2(value: str) -> None:
-    env = {
-        "AZURE_TENANT_ID": "730301b0-eb39-4533-8015-c9d14296909d",
-        "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.com",
-        "API_CLIENT_ID": "c8a8d8a5-a350-45e2-af0f-42a4e0716e11",
-        "API_CLIENT_SECRET": "s3cret-value-xyz",
-        "DATAVERSE_URL": "https://contoso.crm4.dynamics.com",
-        "SUBSCRIPTION_KEYS": '{"portal": ["aaaaaaaaaaaaaaaaaaaa"]}',
-        "DATAVERSE_MAX_RETRY_WAIT_SECONDS": value,
-    }
+    env = {**GOOD, "DATAVERSE_MAX_RETRY_WAIT_SECONDS": value}
     if not value:
         assert Settings.from_env(env).dataverse_max_retry_wait_seconds == 2.0
         return

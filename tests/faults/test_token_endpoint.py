@@ -179,6 +179,8 @@ def test_r5_throttled_client_credentials_is_503_with_retry_after(
 def test_r5_concurrent_cold_app_calls_share_one_exchange_and_its_failure(
     fresh: Restart, faults: Api
 ) -> None:
+    # Twenty calls of one app at once, all let through (the per-caller cap would refuse 12).
+    fresh(MAX_CONCURRENT_REQUESTS_PER_CALLER="0")
     tokens = [mint_app(faults) for _ in range(20)]
     fault_id = add_fault(
         faults, "entra", path=TOKEN_PATH, method="POST", status=503, retry_after=9, count=1,

@@ -71,6 +71,7 @@ EXPECTED: dict[str, int] = {
     "BadInput": 400,
     "PayloadTooLarge": 413,
     "UnsupportedMediaType": 415,
+    "TooManyConcurrentRequests": 429,
     "SettingsError": 500,
 }
 SECRET = "SECRET-7f3a"  # given to every exception; must never reach a client

@@ -102,6 +102,7 @@ PLATFORM_SETTINGS = frozenset(
         "AzureWebJobsStorage",
         "APPLICATIONINSIGHTS_CONNECTION_STRING",  # telemetry, optional
         "REQUESTS_CA_BUNDLE",  # requests and MSAL; dev stack only
+        "PYTHON_THREADPOOL_THREAD_COUNT",  # the Python worker's threads; sizes the per-caller cap
     }
 )
 
