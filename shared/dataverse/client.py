@@ -39,7 +39,7 @@ from shared.dataverse.errors import (
 
 API_PATH = "/api/data/v9.2/"
 MAX_ATTEMPTS = 3
-_ERROR_CODE = re.compile(r"^0x[0-9a-fA-F]{8}$")
+_ERROR_CODE = re.compile(r"0x[0-9a-fA-F]{8}")
 ODATA_HEADERS = {  # on every request, with the bearer and the correlation id
     "Accept": "application/json",
     "OData-MaxVersion": "4.0",
@@ -173,7 +173,7 @@ def _error_code(response: requests.Response) -> str | None:
         code = response.json()["error"]["code"]
     except (ValueError, KeyError, TypeError):
         return None
-    return code if isinstance(code, str) and _ERROR_CODE.match(code) else None
+    return code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else None
 
 
 _BY_STATUS: dict[int, type[DataverseError]] = {
