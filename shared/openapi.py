@@ -529,9 +529,12 @@ RESPONSES: dict[str, Any] = {
         "WWW-Authenticate",
     ),
     "Forbidden": _error(
-        "The token lacks the scopes or app roles this operation needs (the message and "
-        "WWW-Authenticate name them), this operation takes application tokens only, consent "
-        "for the backend is missing, or the backend denied the calling user.",
+        "The token lacks the scopes or app roles this operation needs (`insufficient_scope`; "
+        "the message and WWW-Authenticate name them), this operation takes application tokens "
+        "only (`application_only`), the client application that obtained the token may not "
+        "call this API, or not with this subscription key (`client_app_not_allowed`), consent "
+        "for the backend is missing (`consent_required`), or the backend denied the calling "
+        "user (`backend_forbidden`).",
         "WWW-Authenticate",
     ),
     "NotFound": _error("No such record, or the caller may not see it."),

@@ -29,7 +29,8 @@ KEY_REFRESH_INTERVAL_SECONDS = 300
 # A page token outliving a day is no longer paging; the cap also keeps its expiry in 4 bytes.
 MAX_PAGE_TOKEN_LIFETIME = 86_400
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Used with `fullmatch`: `match` with `$` also accepts a final "\n".
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class Settings:
     page_token_previous_key: bytes | None = field(default=None, repr=False)
     page_token_lifetime_seconds: int = 3600
     max_concurrent_requests_per_caller: int = 8
+    # Empty: any client app of the tenant may call (shared.auth.clients).
+    allowed_client_app_ids: frozenset[str] = field(default_factory=frozenset)
+    subscription_client_app_ids: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def authority(self) -> str:
@@ -79,7 +83,7 @@ class Settings:
 
         def guid(name: str) -> str:
             value = required(name)
-            if not _GUID.match(value):
+            if not _GUID.fullmatch(value):
                 raise SettingsError(f"setting {name} must be a GUID")
             return str(uuid.UUID(value))
 
@@ -118,12 +122,14 @@ class Settings:
             raise SettingsError(
                 "setting API_CLIENT_SECRET is missing (or set API_CLIENT_CERTIFICATE_PATH)"
             )
+        subscription_keys = _subscription_keys(required("SUBSCRIPTION_KEYS"))
+        allowed = _client_app_ids(optional("ALLOWED_CLIENT_APP_IDS"))
         return cls(
             tenant_id=guid("AZURE_TENANT_ID"),
             authority_host=url("AZURE_AUTHORITY_HOST"),
             api_client_id=guid("API_CLIENT_ID"),
             dataverse_url=url("DATAVERSE_URL"),
-            subscription_keys=_subscription_keys(required("SUBSCRIPTION_KEYS")),
+            subscription_keys=subscription_keys,
             api_client_secret=secret,
             api_client_certificate_path=cert,
             clock_skew_seconds=int(number("CLOCK_SKEW_SECONDS", 120, int)),
@@ -150,6 +156,10 @@ class Settings:
             page_token_lifetime_seconds=lifetime,
             max_concurrent_requests_per_caller=int(
                 number("MAX_CONCURRENT_REQUESTS_PER_CALLER", 8, int)
+            ),
+            allowed_client_app_ids=allowed,
+            subscription_client_app_ids=_subscription_client_app_ids(
+                optional("SUBSCRIPTION_CLIENT_APP_IDS"), subscription_keys, allowed
             ),
         )
 
@@ -192,6 +202,54 @@ def _subscription_keys(raw: str) -> dict[str, tuple[str, ...]]:
             )
         keys[str(name)] = tuple(values)
     return keys
+
+
+def _guids(values: object, error: str) -> frozenset[str]:
+    """A JSON list of GUIDs, in their canonical lower-case form."""
+    if not isinstance(values, list) or not all(
+        isinstance(v, str) and _GUID.fullmatch(v) for v in values
+    ):
+        raise SettingsError(error)
+    return frozenset(str(uuid.UUID(v)) for v in values)
+
+
+def _client_app_ids(raw: str | None) -> frozenset[str]:
+    name = "ALLOWED_CLIENT_APP_IDS"
+    if raw is None:
+        return frozenset()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise SettingsError(f"setting {name} must be JSON") from None
+    return _guids(data, f"setting {name} must be a JSON list of GUIDs")
+
+
+def _subscription_client_app_ids(
+    raw: str | None, subscriptions: Mapping[str, object], allowed: frozenset[str]
+) -> dict[str, frozenset[str]]:
+    """Which client apps each bound subscription accepts. Names must be subscriptions of
+    SUBSCRIPTION_KEYS and every app must be allowed at all: a binding that can never match is a
+    mistake, refused at start-up rather than found in production as 403s."""
+    name = "SUBSCRIPTION_CLIENT_APP_IDS"
+    if raw is None:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise SettingsError(f"setting {name} must be JSON") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f'setting {name} must be {{"subscription name": ["client id", ...]}}')
+    bound: dict[str, frozenset[str]] = {}
+    for subscription, values in data.items():
+        if subscription not in subscriptions:
+            raise SettingsError(f"setting {name} names a subscription SUBSCRIPTION_KEYS lacks")
+        ids = _guids(values, f"setting {name}: each subscription needs a JSON list of GUIDs")
+        if not ids:
+            raise SettingsError(f"setting {name} binds a subscription to no client app")
+        if allowed and not ids <= allowed:
+            raise SettingsError(f"setting {name} binds an app ALLOWED_CLIENT_APP_IDS lacks")
+        bound[subscription] = ids
+    return bound
 
 
 @cache

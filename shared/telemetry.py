@@ -65,8 +65,8 @@ _SUMMARY = ("method", "route", "status", "code", "duration_ms", "token_ms", "dow
             "reason", "correlation_id")  # fmt: skip
 # A reason is our own short text about what was wrong; one that looks like it quotes anything
 # (quotes, odd characters, length) is replaced by the exception's type name.
-_SAFE_REASON = re.compile(r"^[A-Za-z0-9 ,.:;()/_-]{1,120}$")
-_DATAVERSE_ERROR = re.compile(r"^0x[0-9a-fA-F]{8}$")
+_SAFE_REASON = re.compile(r"[A-Za-z0-9 ,.:;()/_-]{1,120}")  # fullmatch: not even a final "\n"
+_DATAVERSE_ERROR = re.compile(r"0x[0-9a-fA-F]{8}")
 
 
 # --- the request record ----------------------------------------------------------------------
@@ -136,7 +136,7 @@ def reason(exc: BaseException) -> str:
     """What was wrong, for the logs: the exception's own `reason` when it is plain text of ours,
     otherwise its type name. Never a message from a library, Entra or Dataverse."""
     text = getattr(exc, "reason", None)
-    if isinstance(text, str) and _SAFE_REASON.match(text):
+    if isinstance(text, str) and _SAFE_REASON.fullmatch(text):
         return text
     return type(exc).__name__
 
@@ -146,7 +146,7 @@ def _downstream_error_facts(facts: dict[str, Any], exc: BaseException) -> None:
     if isinstance(entra, int) and not isinstance(entra, bool):
         facts["entra_error"] = entra
     dataverse = getattr(exc, "error_code", None)
-    if isinstance(dataverse, str) and _DATAVERSE_ERROR.match(dataverse):
+    if isinstance(dataverse, str) and _DATAVERSE_ERROR.fullmatch(dataverse):
         facts["dataverse_error"] = dataverse
 
 
@@ -186,20 +186,46 @@ def _stand_in(exc: BaseException, depth: int) -> BaseException:
 
 
 # --- scrubbing every record in the process ---------------------------------------------------
+#
+# Every record in the process passes through these, so each must run in time linear in the
+# text, whatever the text (a log line can hold a client's input). Python's `re` backtracks and
+# retries a failed match at every later position: a pattern that scans a long run and then
+# fails, once per position in the run, is quadratic (`eyJeyJeyJ...` or a long word without `@`
+# took seconds on 100 KB). So each pattern below either fails within a character or two, or
+# starts only where a run starts (a lookbehind), or consumes the run it scanned; quantifiers are
+# possessive (`*+`, `++`) so that nothing is scanned twice. tests/security/test_review_smaller.py
+# times every pattern on 10 KB and 100 KB of the worst input found for it.
 
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # JWT/JWS/JWE compact forms all start with a base64url JSON object: `eyJ`.
-    (re.compile(r"eyJ[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*){1,4}"), "[jwt]"),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*"), r"\1 [redacted]"),
+Replacement = str | Callable[[re.Match[str]], str]
+
+# JWT/JWS/JWE compact forms all start with a base64url JSON object: `eyJ`, at least 4 more
+# characters, then 1-4 `.segment`s. The second branch takes the rest of a segment that is not
+# a token, so the search resumes after it instead of retrying at every later `eyJ` in it (a
+# later `eyJ` in the same segment has fewer characters after it and the same next character).
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}+(?:\.[A-Za-z0-9_-]*+){1,4}+|eyJ[A-Za-z0-9_-]*+")
+# An e-mail address's local part starts where its run starts (the lookbehind), so an address
+# that fails at its `@` is not tried again from every later character of the run.
+_LOCAL = "A-Za-z0-9._%+-"
+_EMAIL = re.compile(rf"(?<![{_LOCAL}])[{_LOCAL}]++@[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)+")
+
+
+def _jwt(match: re.Match[str]) -> str:
+    text = match.group()
+    return "[jwt]" if "." in text else text
+
+
+_PATTERNS: tuple[tuple[re.Pattern[str], Replacement], ...] = (
+    (_JWT, _jwt),
+    (re.compile(r"(?i)\b(bearer|basic)\s++[A-Za-z0-9\-._~+/]++=*+"), r"\1 [redacted]"),
     # Everything from a `?` that starts a query string to the next whitespace.
-    (re.compile(r"\?[^\s?]*=\S*"), "?[query]"),
-    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"), "[email]"),
+    (re.compile(r"\?[^\s?=]*+=\S*+"), "?[query]"),
+    (_EMAIL, "[email]"),
     # `name=value`, `"name": "value"` for names that hold credentials.
     (
         re.compile(
             r"(?i)\b(access_token|refresh_token|id_token|client_secret|client_assertion|"
             r"assertion|password|subscription-key|ocp-apim-subscription-key|authorization)"
-            r"(['\"]?\s*[:=]\s*['\"]?)[^\s'\"&,}]+"
+            r"(['\"]?+\s*+[:=]\s*+['\"]?+)[^\s'\"&,}]++"
         ),
         r"\1\2[redacted]",
     ),

@@ -17,7 +17,7 @@ from devstack.dataverse.schema import Lookup, Table
 MAX_PAGE_SIZE = 5000
 _KNOWN = {"$select", "$filter", "$orderby", "$top", "$count", "$expand", "$skiptoken", "$format"}
 _NOT_IMPLEMENTED = {"$apply", "$search", "$compute", "$levels", "$index", "$schemaversion"}
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def parse_select(text: str, table: Table) -> tuple[str, ...]:
     for name in names:
         if name == "*":
             return tuple(table.property_names())
-        if not name or not _NAME.match(name):
+        if not name or not _NAME.fullmatch(name):
             raise BadRequest(f"Syntax error at position 0 in '{text}'.")
         if table.property_type(name) is None:
             raise BadRequest.unknown_property(table.logical_name, name)

@@ -25,7 +25,7 @@ from devstack.dataverse.sqlserver import COLLATION
 from devstack.dataverse.store import quote as sql_quote
 
 _COOKIE = re.compile(
-    r'^<cookie pagenumber="(\d+)" pagingcookie="([A-Za-z0-9_\-]+)" istracking="False" />$'
+    r'<cookie pagenumber="(\d+)" pagingcookie="([A-Za-z0-9_\-]+)" istracking="False" />'
 )
 _SAFE_QUERY_CHARS = "$'(),*/:;=@!"
 
@@ -49,7 +49,7 @@ class SkipTokens:
 
     def decode(self, token: str, columns: Sequence[str]) -> Position:
         invalid = BadRequest("The $skiptoken value is not valid.")
-        match = _COOKIE.match(token)
+        match = _COOKIE.fullmatch(token)
         if match is None:
             raise invalid
         try:

@@ -21,7 +21,7 @@ from devstack.dataverse.errors import NotImplementedByEmulator, PayloadError, Va
 from devstack.dataverse.schema import Column, Lookup, Table
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
-_BIND = re.compile(r"^(?:https?://[^/]+/api/data/v9\.\d+)?/?([A-Za-z_][A-Za-z0-9_]*)\(([^()]*)\)$")
+_BIND = re.compile(r"(?:https?://[^/]+/api/data/v9\.\d+)?/?([A-Za-z_][A-Za-z0-9_]*)\(([^()]*)\)")
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def _bind(changes: Changes, table: Table, navigation: str, item: Any) -> None:
     if item is None:
         changes.binds[lookup.name] = (lookup, None)
         return
-    match = _BIND.match(item) if isinstance(item, str) else None
+    match = _BIND.fullmatch(item) if isinstance(item, str) else None
     if match is None:
         raise PayloadError(
             table.entity_set,

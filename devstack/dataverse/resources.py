@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from devstack.dataverse.errors import BadRequest, NotImplementedByEmulator, SegmentNotFound
 from devstack.dataverse.schema import Table
 
-_SEGMENT = re.compile(r"^([A-Za-z_$][A-Za-z0-9_.]*)(?:\((.*)\))?$", re.DOTALL)
+_SEGMENT = re.compile(r"([A-Za-z_$][A-Za-z0-9_.]*)(?:\((.*)\))?", re.DOTALL)
 GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 FUNCTIONS = {"WhoAmI": "GET", "CloseIncident": "POST"}
 
@@ -37,7 +37,7 @@ def resolve(path: str, tables: Mapping[str, Table]) -> Resource:
     first = segments[0]
     if first == "$metadata" and len(segments) == 1:
         return Resource("metadata")
-    match = _SEGMENT.match(first)
+    match = _SEGMENT.fullmatch(first)
     if match is None:
         raise SegmentNotFound(first)
     name, key_text = match.groups()

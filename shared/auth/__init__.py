@@ -1,8 +1,10 @@
 """Authentication and authorisation: subscription keys, tokens, principal, policy."""
 
+from shared.auth.clients import check_client_app
 from shared.auth.errors import (
     ApplicationOnly,
     AuthError,
+    ClientAppNotAllowed,
     Forbidden,
     InsufficientScope,
     InvalidToken,
@@ -21,6 +23,7 @@ __all__ = [
     "Access",
     "ApplicationOnly",
     "AuthError",
+    "ClientAppNotAllowed",
     "Forbidden",
     "InsufficientScope",
     "InvalidToken",
@@ -36,4 +39,5 @@ __all__ = [
     "SubscriptionKeys",
     "TokenValidator",
     "authorize",
+    "check_client_app",
 ]

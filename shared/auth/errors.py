@@ -9,11 +9,13 @@
     │                                   (none cached yet, or the cached ones past their grace)
     └── Forbidden
         ├── InsufficientScope           valid token without any of the endpoint's scopes/roles
-        └── ApplicationOnly             a delegated token on an application-only endpoint
+        ├── ApplicationOnly             a delegated token on an application-only endpoint
+        └── ClientAppNotAllowed         a token from a client app the API (or the subscription
+                                        key) does not accept
 
-Each carries a short stable `code`. `reason` on InvalidToken says what was wrong for the logs;
-clients only ever see the contract's fixed message. Nothing here knows about HTTP:
-`shared.http.errors` turns these into responses.
+Each carries a short stable `code`. `reason` on InvalidToken and ClientAppNotAllowed says what
+was wrong for the logs; clients only ever see the contract's fixed message. Nothing here knows
+about HTTP: `shared.http.errors` turns these into responses.
 """
 
 from __future__ import annotations
@@ -69,3 +71,16 @@ class InsufficientScope(Forbidden):
 
 class ApplicationOnly(Forbidden):
     code = "application_only"
+
+
+class ClientAppNotAllowed(Forbidden):
+    code = "client_app_not_allowed"
+
+    def __init__(self, *, subscription_bound: bool = False) -> None:
+        self.subscription_bound = subscription_bound
+        self.reason = (
+            "client app not bound to this subscription"
+            if subscription_bound
+            else "client app not in ALLOWED_CLIENT_APP_IDS"
+        )
+        super().__init__(self.reason)

@@ -52,7 +52,7 @@ MAX_ATTEMPTS = 3  # sends of one request that Dataverse may answer 429
 # right(s) for record with ID ..." (-2147187962; learn.microsoft.com, "Troubleshoot Dataverse
 # client errors"). A missing privilege is 0x80040220, not a member 0x80072560: both stay 403.
 RECORD_ACCESS_DENIED = "0x80048306"
-_ERROR_CODE = re.compile(r"^0x[0-9a-fA-F]{8}$")
+_ERROR_CODE = re.compile(r"0x[0-9a-fA-F]{8}")  # fullmatch
 ODATA_HEADERS = {  # on every request, with the bearer and the correlation id
     "Accept": "application/json",
     "OData-MaxVersion": "4.0",
@@ -199,7 +199,7 @@ def _error_code(response: requests.Response) -> str | None:
         code = response.json()["error"]["code"]
     except (ValueError, KeyError, TypeError):
         return None
-    return code if isinstance(code, str) and _ERROR_CODE.match(code) else None
+    return code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else None
 
 
 _BY_STATUS: dict[int, type[DataverseError]] = {

@@ -18,20 +18,41 @@ from typing import Any
 
 from shared.http.errors import BadInput
 
+# Anchored because it is also a JSON Schema pattern (unanchored there); code uses `fullmatch`.
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # Control characters (C0, DEL and C1) other than tab, CR and LF (allowed only in multi-line
 # text). C1 ones (U+0080-U+009F, e.g. NEL) matter too: Dataverse silently drops them.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _LINE_BREAK = re.compile(r"[\r\n\t]")
+# Format characters that change how text is shown without being seen ("Trojan Source",
+# CVE-2021-42574): Unicode line and paragraph separators, and the bidirectional embeddings,
+# overrides and isolates that reorder what follows. Refused in all text. Single-line text (names,
+# titles, search text, filters) also refuses bidirectional marks and zero-width characters: a
+# value there is one short run that people compare by eye, where an invisible character only
+# makes two equal-looking values differ. Multi-line text keeps marks and zero-width joiners,
+# which Arabic, Hebrew, Persian and Indic prose and emoji sequences need. Written as regular
+# expression escapes valid in Python and in ECMA-262, so that the JSON Schema says the same.
+_REORDERING = r"\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_INVISIBLE = r"\u061c\u200b-\u200f\u2060\ufeff"
+_FORMAT = {
+    False: re.compile(f"[{_REORDERING}{_INVISIBLE}]"),
+    True: re.compile(f"[{_REORDERING}]"),
+}
+_FORMAT_WHY = {
+    False: "must not contain Unicode line separators, bidirectional controls or zero-width "
+    "characters",
+    True: "must not contain Unicode line separators or bidirectional controls",
+}
 # JSON can carry a lone surrogate (`"\ud800"`); it is not text and cannot be sent on as UTF-8.
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-# What `Text` accepts, as JSON Schema patterns (ECMA-262 syntax): no control characters, and at
-# least one character that is not a space.
-_SINGLE_LINE_TEXT = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-_MULTILINE_TEXT = (
-    r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f]"
-    r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+# What `Text` accepts, as JSON Schema patterns (ECMA-262 syntax): none of the characters above,
+# and at least one character that is not a space.
+_SINGLE_LINE_REFUSED = rf"\x00-\x1f\x7f-\x9f{_REORDERING}{_INVISIBLE}"
+_MULTILINE_REFUSED = rf"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_REORDERING}"
+_SINGLE_LINE_TEXT = (
+    rf"^[^{_SINGLE_LINE_REFUSED}]*[^\s{_SINGLE_LINE_REFUSED}][^{_SINGLE_LINE_REFUSED}]*$"
 )
+_MULTILINE_TEXT = rf"^[^{_MULTILINE_REFUSED}]*[^\s{_MULTILINE_REFUSED}][^{_MULTILINE_REFUSED}]*$"
 
 
 def parse_guid(value: object, name: str) -> str:
@@ -50,6 +71,8 @@ def check_text(value: object, name: str, *, max_length: int, multiline: bool = F
         raise BadInput(name, "must not contain control characters")
     if _SURROGATE.search(value):
         raise BadInput(name, "must be valid Unicode text (no unpaired surrogates)")
+    if _FORMAT[multiline].search(value):
+        raise BadInput(name, _FORMAT_WHY[multiline])
     return value
 
 
@@ -84,7 +107,7 @@ class Text(Kind):
 
     def schema(self) -> dict[str, Any]:
         result: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": self.max_length}
-        # Not blank, no control characters (line breaks only in multi-line text)...
+        # Not blank, no control or format characters (line breaks only in multi-line text)...
         result["pattern"] = _MULTILINE_TEXT if self.multiline else _SINGLE_LINE_TEXT
         if self.pattern:  # ...and the format (for `upper` fields, lower case is accepted too)
             result["allOf"] = [{"pattern": f"^(?:{self.pattern})$"}]

@@ -30,8 +30,8 @@ from shared.http.responses import json_response
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 MAX_SEARCH_LENGTH = 100
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,39}$")
-_ETAG = re.compile(r'^(W/)?"[\x21\x23-\x7e]{1,64}"$')
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,39}")  # fullmatch: `$` would allow a final "\n"
+_ETAG = re.compile(r'(W/)?"[\x21\x23-\x7e]{1,64}"')
 _PAGE_KEYS = frozenset({"pageSize", "pageToken"})
 SERVER_FIELDS = frozenset({"id", "etag"})
 
@@ -172,7 +172,7 @@ def _readable(domain: Domain, request: ApiRequest, key: str) -> bool:
 def _changes(domain: Domain, body: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
     payload: dict[str, Any] = {}
     for name, value in body.items():
-        shown = name if _NAME.match(name) else "body"
+        shown = name if _NAME.fullmatch(name) else "body"
         f = domain.by_name.get(name)
         if name in SERVER_FIELDS or (f is not None and not f.writable):
             raise BadInput(shown, "is read-only")
@@ -224,7 +224,7 @@ def update_record(domain: Domain, request: ApiRequest) -> func.HttpResponse:
     read. Only a refused write costs that read."""
     key = _record_id(request)
     if_match = request.headers.get("if-match")
-    if if_match is not None and if_match != "*" and not _ETAG.match(if_match):
+    if if_match is not None and if_match != "*" and not _ETAG.fullmatch(if_match):
         raise BadInput("If-Match", 'must be an etag from a previous read, like W/"123456"')
     body = request.json_body()
     payload = _changes(domain, body, creating=False)

@@ -2,7 +2,8 @@
 
 1. correlation id (the client's `x-correlation-id` when it is sane, else a new one);
 2. subscription key (before anything else, so a keyless request costs nothing downstream);
-3. bearer token -> `Principal` (signature, issuer, audience, lifetime, tenant, mode);
+3. bearer token -> `Principal` (signature, issuer, audience, lifetime, tenant, mode), and whether
+   its client app may call (with this subscription key: `shared.auth.clients`);
 4. the endpoint's `Policy` (scopes or app roles; application-only endpoints);
 5. the query parameters against the endpoint's allowlist;
 6. the caller's place under the per-caller cap on concurrent requests (`shared.http.limits`,
@@ -32,6 +33,7 @@ from urllib.parse import parse_qsl, urlsplit
 import azure.functions as func
 
 from shared import telemetry
+from shared.auth.clients import check_client_app
 from shared.auth.errors import InvalidToken
 from shared.auth.policy import Policy, authorize
 from shared.auth.principal import Principal
@@ -46,10 +48,11 @@ SUBSCRIPTION_HEADER = "Ocp-Apim-Subscription-Key"
 SUBSCRIPTION_QUERY = "subscription-key"
 MAX_BODY_BYTES = 64 * 1024
 MAX_QUERY_FIELDS = 20
-_CORRELATION = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
-_PARAM_NAME = re.compile(r"^[A-Za-z0-9$@._-]{1,40}$")
+# Whole-string checks use `fullmatch`: `match` with `$` also accepts a final "\n".
+_CORRELATION = re.compile(r"[A-Za-z0-9._-]{8,64}")
+_PARAM_NAME = re.compile(r"[A-Za-z0-9$@._-]{1,40}")
 # RFC 6750 b64token, one space after a case-insensitive scheme; nothing else on the line.
-_BEARER = re.compile(r"^[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9\-._~+/]+=*)$")
+_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9\-._~+/]+=*)")
 
 Handler = Callable[["ApiRequest"], func.HttpResponse]
 
@@ -88,7 +91,7 @@ def _no_constant(name: str) -> Any:
 
 def correlation_id(req: func.HttpRequest) -> str:
     given = req.headers.get(CORRELATION_HEADER)
-    if isinstance(given, str) and _CORRELATION.match(given):
+    if isinstance(given, str) and _CORRELATION.fullmatch(given):
         return given
     return str(uuid.uuid4())
 
@@ -121,7 +124,7 @@ def query_params(req: func.HttpRequest, allowed: frozenset[str]) -> dict[str, st
 
 def _shown(name: str) -> str:
     """A client's parameter name, fit to repeat in a message (odd ones are not repeated)."""
-    return name if _PARAM_NAME.match(name) else "query"
+    return name if _PARAM_NAME.fullmatch(name) else "query"
 
 
 def _subscription_key(req: func.HttpRequest, rt: Runtime) -> str | None:
@@ -135,7 +138,7 @@ def bearer_token(req: func.HttpRequest) -> str:
     header = req.headers.get("Authorization")
     if header is None:
         raise InvalidToken("no Authorization header", token_sent=False)
-    match = _BEARER.fullmatch(header)  # not `match`: its `$` also matches before a final "\n"
+    match = _BEARER.fullmatch(header)
     if match is None:
         raise InvalidToken("Authorization is not one Bearer token")
     return match.group(1)
@@ -183,6 +186,7 @@ def endpoint(
                 tid=principal.tid,
                 client_app_id=principal.client_app_id,
             )
+            check_client_app(principal.client_app_id, facts["subscription"], rt.settings)
             authorize(principal, policy)
             call = Call(
                 token=telemetry.timed(_token_getter(rt, principal, bearer), facts, "token_ms"),

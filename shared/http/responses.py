@@ -21,6 +21,7 @@ import azure.functions as func
 from shared.auth.errors import (
     ApplicationOnly,
     AuthError,
+    ClientAppNotAllowed,
     Forbidden,
     InsufficientScope,
     InvalidToken,
@@ -157,6 +158,12 @@ MAPPINGS: dict[type[Exception], Mapper] = {
         "Forbidden. This endpoint accepts only application tokens (client credentials with an "
         "app role); user-delegated tokens are not supported here.",
         {"WWW-Authenticate": 'Bearer error="insufficient_scope"'},
+    ),
+    ClientAppNotAllowed: lambda exc, ctx: Rendered(
+        403,
+        "Forbidden. The calling application is not allowed to use this API"
+        + (" with this subscription key." if exc.subscription_bound else "."),
+        {},
     ),
     Forbidden: lambda exc, ctx: Rendered(
         403,

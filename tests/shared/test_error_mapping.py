@@ -50,6 +50,7 @@ EXPECTED: dict[str, int] = {
     "Forbidden": 403,
     "InsufficientScope": 403,
     "ApplicationOnly": 403,
+    "ClientAppNotAllowed": 403,
     "DownstreamTokenError": 502,
     "ClaimsChallenge": 401,
     "ConsentRequired": 403,
