@@ -36,7 +36,7 @@ def _classes() -> list[type[Exception]]:
 
 @pytest.mark.parametrize("cls", _classes(), ids=lambda cls: cls.__name__)
 def test_every_error_code_is_in_the_readme_errors_table(cls: type[Exception]) -> None:
-    code = getattr(cls, "code")
+    code = cls.code
     assert (EXPECTED[cls.__name__], code) in _documented(), (
         f"README.md's errors tables have no row | {EXPECTED[cls.__name__]} | `{code}` |"
     )
