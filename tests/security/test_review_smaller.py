@@ -5,9 +5,9 @@
    passed the check and went on (echoed in a header, repeated in a message, sent to Dataverse).
    Header values cannot carry a line break over HTTP/1.1, so those cases go through the host's
    router in process (`router`), as a proxy or another transport could deliver them.
-2. The log scrubber's patterns run in linear time: 10 KB and 100 KB of the worst input found
-   for each pattern, scrubbed in the same run, must not differ by more than 30 times (linear is
-   10; the quadratic patterns were 100 and more, and took over a minute on 100 KB).
+2. The log scrubber's patterns run in linear time: 100 KB of the worst input found for each
+   pattern scrubs correctly in well under a second (the quadratic patterns took over a minute;
+   the linear ones take milliseconds).
 3. Text refuses the invisible characters that change how it is shown: Unicode line and
    paragraph separators and bidirectional controls everywhere; in single-line text also
    bidirectional marks and zero-width characters. A 400 naming the field, nothing downstream;
@@ -132,7 +132,7 @@ def test_an_etag_with_a_line_break_is_400(warm: Api, router: FunctionsRouter, en
 # --- 2. the log scrubber runs in linear time -------------------------------------------------
 
 SMALL, LARGE = 10_000, 100_000
-MAX_RATIO = 30  # 10 when linear; the quadratic patterns gave 100 and more
+MAX_SECONDS = 1.0  # for 100 KB: linear patterns take milliseconds, the quadratic ones a minute
 
 
 def _repeat(unit: str, size: int) -> str:
@@ -203,18 +203,14 @@ def _fastest(redactor: telemetry.Redactor, text: str, rounds: int) -> float:
 def test_the_scrubber_takes_linear_time_on_its_worst_input(case: str) -> None:
     make, expected = CASES[case]
     redactor = telemetry.Redactor()
-    small, large = make(SMALL), make(LARGE)
-    assert redactor.scrub(small) == expected(SMALL)
+    large = make(LARGE)
+    assert redactor.scrub(make(SMALL)) == expected(SMALL)
     assert redactor.scrub(large) == expected(LARGE)
-    # The fastest of a few rounds, so that a busy machine does not decide; and the large one
-    # again (up to three times) only while it looks too slow.
-    small_seconds = _fastest(redactor, small, 5)
-    ratios = []
-    for _ in range(3):
-        ratios.append(_fastest(redactor, large, 1) / small_seconds)
-        if ratios[-1] < MAX_RATIO:
-            break
-    assert min(ratios) < MAX_RATIO, f"{case}: 10x the text took {min(ratios):.0f}x the time"
+    # Not a speed figure (those are in bench/): a guard against catastrophic backtracking. The
+    # quadratic patterns took 17 to 68 s on 100 KB, the linear ones take milliseconds; the bound
+    # sits far from both, and the fastest of three rounds counts, so a busy machine cannot fail
+    # it while a quadratic pattern cannot pass it.
+    assert _fastest(redactor, large, 3) < MAX_SECONDS, f"{case}: scrubbing 100 KB is not linear"
 
 
 # --- 3. invisible characters in text ---------------------------------------------------------
