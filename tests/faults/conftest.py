@@ -122,8 +122,9 @@ def kid_of(token: str) -> str:
 
 class KeyRing:
     """Entra's key rollover, driven through its control plane: `rotate()` publishes a new key
-    and signs with it, `retire(kid)` withdraws one. Afterwards the original key signs again and
-    every key the test added and left published is retired."""
+    and signs with it, `retire(kid)` withdraws one. Afterwards the original key signs again,
+    every key the test added and left published is retired, and the session forgets the demo
+    tokens those keys signed."""
 
     def __init__(self, api: Api) -> None:
         self.api = api
@@ -131,6 +132,7 @@ class KeyRing:
             k["kid"] for k in api.entra_control("GET", "keys")["keys"] if k["active"]
         )
         self.added: list[str] = []
+        self.retired: list[str] = []
 
     def _keys(self, action: str, kid: str) -> None:
         self.api.entra_control("POST", "keys", json={"action": action, "kid": kid})
@@ -151,11 +153,13 @@ class KeyRing:
         self._keys("retire", kid)
         if kid in self.added:
             self.added.remove(kid)
+        self.retired.append(kid)
 
     def restore(self) -> None:
         self.sign_with_original()
         for kid in self.added:
             self._keys("retire", kid)
+        self.api.forget_tokens_signed_by([*self.retired, *self.added])
 
 
 @pytest.fixture
