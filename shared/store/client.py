@@ -23,7 +23,9 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import sys
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.store.breaker import Breaker
@@ -137,12 +139,34 @@ class Store:
         return result
 
 
+def _import_redis() -> ModuleType:
+    """redis-py, without the OpenTelemetry SDK it loads at import when it finds it installed.
+
+    redis-py records metrics through OpenTelemetry only when told to (we never do), but imports
+    the SDK eagerly if present, and azure-monitor-opentelemetry installs it: a large part of
+    redis-py's import time, and telemetry code that this app loads only with a connection
+    string (shared/telemetry.py). When OpenTelemetry is not loaded yet, it is hidden while
+    redis-py loads, which then behaves as where it is not installed (a case it supports: its
+    OpenTelemetry imports are optional). Runs once, from `runtime.build`, under its lock.
+    """
+    if "opentelemetry" in sys.modules:  # telemetry is on: nothing to save
+        import redis
+
+        return redis
+    sys.modules["opentelemetry"] = None  # type: ignore[assignment]  # import raises ImportError
+    try:
+        import redis
+    finally:
+        del sys.modules["opentelemetry"]
+    return redis
+
+
 def build_store(settings: Settings, *, breaker: Breaker | None = None) -> Store | None:
     """The process's store, or None when REDIS_URL is unset. Connects on first use, not here.
     `breaker`: one with a clock of the caller's (tests)."""
     if settings.redis_url is None:
         return None
-    import redis
+    redis = _import_redis()
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
