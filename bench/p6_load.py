@@ -73,6 +73,7 @@ class Stack:
             "DEVSTACK_DIR": self.folder.name,
             "DEVSTACK_ENTRA_PORT": "0",
             "DEVSTACK_DATAVERSE_PORT": "0",
+            "DEVSTACK_REDIS_PORT": "0",
             "DEVSTACK_API_PORT": "0",
             **NO_CALLER_CAP,  # 50 clients over three identities: far more than the cap allows
         }

@@ -1,4 +1,5 @@
-"""Start the whole dev stack in this process: Entra emulator, Dataverse emulator, API host.
+"""Start the whole dev stack: Entra emulator, Dataverse emulator, API host in this process, and
+the shared store (a valkey-server child process, devstack/valkey.py).
 
 `make run` and the test fixtures both come through `start_stack`, so what a newcomer runs is what
 the tests exercise. Ports of 0 pick free ones (tests); `Ports()` gives the documented defaults.
@@ -21,6 +22,7 @@ from devstack.instances import HostGroup, Instance, listen
 from devstack.pki import Material, ensure_material
 from devstack.server import ServerThread
 from devstack.tenant import Tenant, load_tenant
+from devstack.valkey import ValkeyServer
 
 
 @dataclass
@@ -33,6 +35,7 @@ class RunningStack:
     api: ServerThread | None
     entra_app: Any
     dataverse_app: Any
+    valkey: ValkeyServer | None = None
     _servers: list[ServerThread] = field(default_factory=list)
     api_hosts: HostGroup | None = None  # API hosts 2..N, child processes
 
@@ -68,6 +71,8 @@ class RunningStack:
             self.api_hosts.stop()
         for server in reversed(self._servers):
             server.stop()
+        if self.valkey is not None:
+            self.valkey.stop()
 
 
 def start_stack(
@@ -93,7 +98,9 @@ def start_stack(
     servers: list[ServerThread] = []
     more_apis: list[tuple[str, socket.socket]] = []  # (name, listening socket) of API hosts 2..N
     hosts: HostGroup | None = None
+    valkey = ValkeyServer(folder / "valkey", port=ports.redis)
     try:
+        valkey.start()
         entra = ServerThread(name="entra-emulator", port=ports.entra, tls=tls)
         servers.append(entra)
         dataverse = ServerThread(name="dataverse-emulator", port=ports.dataverse, tls=tls)
@@ -113,6 +120,7 @@ def start_stack(
             dataverse_url=dataverse.url,
             api_url=api.url if api else "",
             api_urls=[api.url, *(_url(sock) for _, sock in more_apis)] if api else [],
+            redis_url=valkey.url,
         )
         write_env(folder / "stack.env", settings)
 
@@ -141,6 +149,7 @@ def start_stack(
             sock.close()
         for server in reversed(servers):
             server.stop()
+        valkey.stop()
         raise
     return RunningStack(
         tenant=tenant,
@@ -151,6 +160,7 @@ def start_stack(
         api=api,
         entra_app=entra_app,
         dataverse_app=dataverse_app,
+        valkey=valkey,
         _servers=servers,
         api_hosts=hosts,
     )

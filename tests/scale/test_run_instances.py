@@ -54,8 +54,8 @@ def consecutive_free_ports(count: int) -> int:
     raise RuntimeError("no free consecutive ports")
 
 
-def host_pids(parent: int) -> set[int]:
-    """Processes whose parent is `parent` (Linux /proc)."""
+def child_pids(parent: int) -> set[int]:
+    """Processes whose parent is `parent` (Linux /proc): API hosts 2..N and the store."""
     found = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -64,6 +64,16 @@ def host_pids(parent: int) -> set[int]:
                 # pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
                 if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
                     found.add(int(entry.name))
+    return found
+
+
+def host_pids(parent: int) -> set[int]:
+    """The API host processes among `parent`'s children (not its valkey-server)."""
+    found = set()
+    for pid in child_pids(parent):
+        with contextlib.suppress(OSError):
+            if b"valkey-server" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.add(pid)
     return found
 
 
@@ -123,6 +133,7 @@ def run_stack(material: Material, tmp_path: Path) -> Iterator[RunStack]:
             "DEVSTACK_DIR": str(folder),
             "DEVSTACK_ENTRA_PORT": "0",
             "DEVSTACK_DATAVERSE_PORT": "0",
+            "DEVSTACK_REDIS_PORT": "0",
             "DEVSTACK_API_PORT": str(api_port),
             "DEVSTACK_API_INSTANCES": str(instances),
         }
@@ -173,8 +184,9 @@ def test_three_instances_on_consecutive_ports_all_answer_and_stop_together(
     for url in urls:
         assert f"{url}/api/" in run.text()  # the banner shows every host
 
-    children = host_pids(run.process.pid)
-    assert len(children) == 2  # hosts 2 and 3; the first runs in the stack's own process
+    children = child_pids(run.process.pid)
+    assert len(host_pids(run.process.pid)) == 2  # hosts 2, 3; the first runs in the stack itself
+    assert len(children) == 3  # and the store's valkey-server
 
     client = DevClient.from_stack(run.folder)
     token = client.user_token("alice")
@@ -190,11 +202,12 @@ def test_three_instances_on_consecutive_ports_all_answer_and_stop_together(
             customers(url, token, settings["DEVSTACK_SUBSCRIPTION_KEY"])
 
 
-def test_hosts_exit_when_the_stack_is_killed_outright(run_stack: RunStack) -> None:
+def test_hosts_and_store_exit_when_the_stack_is_killed_outright(run_stack: RunStack) -> None:
     run = run_stack(2, 0)
     run.wait_running()
-    children = host_pids(run.process.pid)
-    assert len(children) == 1
+    children = child_pids(run.process.pid)
+    assert len(host_pids(run.process.pid)) == 1
+    assert len(children) == 2  # host 2 and the valkey-server
 
     os.kill(run.process.pid, signal.SIGKILL)  # no chance to stop anything
     run.process.wait(30)
