@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from shared.domains.paging import PageTokens
     from shared.downstream.tokens import DownstreamTokens
     from shared.http.limits import CallerLimits
+    from shared.http.rate_limits import RateLimits
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Runtime:
     dataverse: DataverseClient
     page_tokens: PageTokens
     callers: CallerLimits  # per instance: this process's counts
+    rate_limits: RateLimits  # per subscription: in the shared store when there is one
 
 
 def build(settings: Settings) -> Runtime:
@@ -47,6 +49,7 @@ def build(settings: Settings) -> Runtime:
     from shared.domains import paging
     from shared.downstream.tokens import DownstreamTokens
     from shared.http.limits import CallerLimits
+    from shared.http.rate_limits import RateLimits
 
     telemetry.configure(settings)  # log safeguards once per process; Azure Monitor if set
     keys = SigningKeys(
@@ -81,6 +84,7 @@ def build(settings: Settings) -> Runtime:
             lifetime_seconds=settings.page_token_lifetime_seconds,
         ),
         callers=CallerLimits(settings.max_concurrent_requests_per_caller),
+        rate_limits=RateLimits(settings.rate_limits),
     )
 
 
