@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from shared.downstream.tokens import DownstreamTokens
     from shared.http.limits import CallerLimits
     from shared.http.rate_limits import RateLimits
+    from shared.store import Store
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Runtime:
     page_tokens: PageTokens
     callers: CallerLimits  # per instance: this process's counts
     rate_limits: RateLimits  # per subscription: in the shared store when there is one
+    store: Store | None = None  # shared by every instance; None without REDIS_URL
 
 
 def build(settings: Settings) -> Runtime:
@@ -50,6 +52,7 @@ def build(settings: Settings) -> Runtime:
     from shared.downstream.tokens import DownstreamTokens
     from shared.http.limits import CallerLimits
     from shared.http.rate_limits import RateLimits
+    from shared.store import build_store
 
     telemetry.configure(settings)  # log safeguards once per process; Azure Monitor if set
     keys = SigningKeys(
@@ -60,6 +63,7 @@ def build(settings: Settings) -> Runtime:
         max_age=settings.signing_keys_max_age_seconds,
         grace=settings.signing_keys_grace_seconds,
     )
+    store = build_store(settings)
     return Runtime(
         settings=settings,
         subscriptions=SubscriptionKeys(settings.subscription_keys),
@@ -84,7 +88,8 @@ def build(settings: Settings) -> Runtime:
             lifetime_seconds=settings.page_token_lifetime_seconds,
         ),
         callers=CallerLimits(settings.max_concurrent_requests_per_caller),
-        rate_limits=RateLimits(settings.rate_limits),
+        rate_limits=RateLimits(settings.rate_limits, store=store),
+        store=store,
     )
 
 
@@ -107,5 +112,7 @@ def reset() -> None:
     """Forget settings and services (tests that change the environment)."""
     global _current
     with _lock:
+        if _current is not None and _current.store is not None:
+            _current.store.close()  # its pooled sockets would otherwise wait for the collector
         _current = None
         get_settings.cache_clear()
