@@ -1,6 +1,7 @@
 """The dev stack's command line.
 
 python -m devstack run                      start emulators + API host (what `make run` does)
+python -m devstack host --port 7072         one more API host process, with stack.env's settings
 python -m devstack token --user alice       print a user access token for the API
 python -m devstack token --app dealer-sync  print an application access token for the API
 python -m devstack call --user alice GET /api/customers
@@ -15,6 +16,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from devstack.config import Ports, read_env, stack_dir
@@ -83,6 +85,20 @@ def banner(settings: dict[str, str]) -> str:
 """
 
 
+def _host(args: argparse.Namespace) -> int:
+    from devstack.instances import default_env_file, serve
+
+    env_file = None if args.no_env_file else (args.env_file or default_env_file())
+    return serve(
+        port=args.port,
+        fd=args.fd,
+        name=args.name,
+        env_file=env_file,
+        function_app=args.function_app,
+        exit_with_parent=args.exit_with_parent,
+    )
+
+
 def _token(args: argparse.Namespace) -> int:
     from devstack.client import DevClient
 
@@ -145,6 +161,22 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("settings", help="write local.settings.json for Core Tools").set_defaults(
         func=_settings
     )
+
+    host = sub.add_parser("host", help="serve the API alone, as one more instance")
+    where = host.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", type=int, help="port to listen on (0: a free one)")
+    where.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # a socket from the parent
+    files = host.add_mutually_exclusive_group()
+    files.add_argument(
+        "--env-file", type=Path, help="settings applied over the environment (default: stack.env)"
+    )
+    files.add_argument(
+        "--no-env-file", action="store_true", help="settings from the environment only"
+    )
+    host.add_argument("--name", default="api-host", help=argparse.SUPPRESS)
+    host.add_argument("--function-app", default="function_app", help=argparse.SUPPRESS)
+    host.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    host.set_defaults(func=_host)
 
     def who(p: argparse.ArgumentParser, required: bool) -> None:
         group = p.add_mutually_exclusive_group(required=required)

@@ -17,6 +17,21 @@ from typing import Any
 import uvicorn
 
 
+def listen(name: str, port: int = 0, host: str = "127.0.0.1") -> socket.socket:
+    """A listening TCP socket; OSError naming `name` and the port when it is taken."""
+    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only for sockets whose proto
+    # says TCP, and without it every response with a body waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(512)
+    return sock
+
+
 class ServerThread:
     """A listening socket now, a server once `start(app)` is called."""
 
@@ -27,18 +42,12 @@ class ServerThread:
         port: int = 0,
         host: str = "127.0.0.1",
         tls: tuple[Path, Path] | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
+        """`sock`: serve on this listening socket (one a parent process bound and handed down,
+        devstack/instances.py) instead of binding `host:port`."""
         self.name = name
-        # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only for sockets whose proto
-        # says TCP, and without it every response with a body waits ~40 ms for a delayed ACK.
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self._sock.bind((host, port))
-        except OSError as exc:
-            self._sock.close()
-            raise OSError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from exc
-        self._sock.listen(512)
+        self._sock = sock if sock is not None else listen(name, port, host)
         self.port: int = self._sock.getsockname()[1]
         self.scheme = "https" if tls else "http"
         self._tls = tls
