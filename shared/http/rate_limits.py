@@ -53,10 +53,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from shared.http.errors import RateLimited
 from shared.settings import RateLimit
+
+if TYPE_CHECKING:
+    from shared.store import Store
 
 # KEYS[1]: the subscription's counter. ARGV[1]: calls per window, ARGV[2]: the window in ms.
 # Answers {admitted (1 or 0), requests admitted in this window, ms until it ends}. A counter
@@ -89,14 +92,6 @@ class Counter(Protocol):
         """Count one request of `name` when its window has room; None: could not count."""
 
 
-class ScriptStore(Protocol):
-    """What the shared counter needs of `shared.store.Store`."""
-
-    def key(self, *parts: str) -> str: ...
-
-    def script(self, source: str) -> Callable[[list[str], list[Any]], Any]: ...
-
-
 class LocalCounter:
     """Fixed windows in this process's memory; `clock` is monotonic seconds."""
 
@@ -125,7 +120,7 @@ class LocalCounter:
 class SharedCounter:
     """Fixed windows in the shared store, one atomic script call per request."""
 
-    def __init__(self, store: ScriptStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
         self._script = store.script(SCRIPT)
 
@@ -151,7 +146,7 @@ class RateLimits:
         self,
         limits: Mapping[str, RateLimit],
         *,
-        store: ScriptStore | None = None,
+        store: Store | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._limits = dict(limits)

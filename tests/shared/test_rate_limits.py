@@ -109,33 +109,6 @@ def test_unlimited_subscriptions_are_never_counted() -> None:
     assert limits.shared is None  # no store: per instance
 
 
-class _Unavailable:
-    """A store that answers every script call as `shared.store` does when it is down."""
-
-    calls = 0
-
-    def key(self, *parts: str) -> str:
-        return "capi:" + ":".join(parts)
-
-    def script(self, source: str) -> Any:
-        def run(keys: list[str], args: list[Any]) -> Any:
-            self.calls += 1
-            return None
-
-        return run
-
-
-def test_a_store_that_cannot_count_falls_back_to_this_instance() -> None:
-    store = _Unavailable()
-    limits = RateLimits({"dealer": RateLimit(2, 60)}, store=store, clock=ManualClock())
-    limits.check("dealer")
-    limits.check("dealer")
-    with pytest.raises(RateLimited) as refused:
-        limits.check("dealer")
-    assert store.calls == 3  # asked every time (its breaker decides how cheaply it answers)
-    assert "this instance" in refused.value.reason
-
-
 def test_the_refusal_is_a_429_naming_the_limit_and_nothing_of_the_key() -> None:
     exc = RateLimited(300, 60, retry_after=42, shared=True)
     assert isinstance(exc, RequestError)
