@@ -32,7 +32,8 @@ leaves room (README, "Rate limits").
   instances together. One Lua script reads the count, adds this request when there is room, and
   starts the window's expiry (`PEXPIRE`) on its first request, atomically, in one round trip; it
   answers whether the request is admitted, the count and the milliseconds left. The window runs
-  on the store's clock (the key's time to live), so the instances' clocks need not agree.
+  on the store's clock (the key's time to live), so the instances' clocks need not agree. The
+  script touches only the one key it is given, so it runs on a clustered store too.
 - `LocalCounter`: in this process's memory, under one lock. **Per instance**: without a store,
   each instance counts on its own, so N instances admit up to N x `calls` per window in all.
 
