@@ -108,7 +108,12 @@ class SigningKeys:
     def loaded(self) -> KeySnapshot | None:
         """The keys `current()` would use, but never the first fetch and never an error: None
         before the keys are first loaded and while they are refused (past the grace period)."""
-        if self._snapshot is None or self.state == "expired":
+        snap = self._snapshot
+        if snap is None:
+            return None
+        if self._clock() - self._confirmed_at < self._max_age:
+            return snap  # fresh: the common case, one clock read (every request comes here)
+        if self.state == "expired":
             return None
         try:
             return self.current()
