@@ -23,6 +23,7 @@ from devstack.config import Ports, read_env, stack_dir
 
 
 def _run(args: argparse.Namespace) -> int:
+    from devstack.instances import HostStartError, instance_count
     from devstack.stack import start_stack
 
     logging.basicConfig(
@@ -30,7 +31,20 @@ def _run(args: argparse.Namespace) -> int:
     )
     folder = stack_dir()
     try:
-        running = start_stack(folder, ports=Ports.from_env(), db_path=folder / "dataverse.sqlite")
+        count = instance_count()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        running = start_stack(
+            folder,
+            ports=Ports.from_env(),
+            db_path=folder / "dataverse.sqlite",
+            api_instances=count,
+        )
+    except HostStartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # a port in use is the usual cause
         print(
             f"error: {exc}; choose other ports with DEVSTACK_ENTRA_PORT, "
@@ -54,11 +68,13 @@ def banner(settings: dict[str, str]) -> str:
     py = ".venv/bin/python"
     api = settings["DEVSTACK_API_URL"]
     key = settings["DEVSTACK_SUBSCRIPTION_KEY"]
+    more = settings.get("DEVSTACK_API_URLS", api).split(",")[1:]
+    hosts = "".join(f"\n   API host {n:<11}{url}/api/" for n, url in enumerate(more, 2))
     return f"""
 ================================================================================
  central API dev stack is running                          (Ctrl-C stops it)
 
-   API host            {api}/api/
+   API host            {api}/api/{hosts}
    Entra ID emulator   {settings["DEVSTACK_ENTRA_URL"]}/{settings["AZURE_TENANT_ID"]}/v2.0
    Dataverse emulator  {settings["DEVSTACK_DATAVERSE_URL"]}/api/data/v9.2/
    Settings            {settings["DEVSTACK_DIR"]}/stack.env

@@ -62,6 +62,7 @@ def api_settings(
     entra_url: str,
     dataverse_url: str,
     api_url: str,
+    api_urls: list[str] | None = None,
 ) -> dict[str, str]:
     """Every setting the API host runs with against the dev stack (local.settings.json.example)."""
     api = tenant.app("central-api")
@@ -81,6 +82,7 @@ def api_settings(
         # Not read by the API: for scripts, tests and the banner.
         "DEVSTACK_DIR": str(material.folder),
         "DEVSTACK_API_URL": api_url,
+        "DEVSTACK_API_URLS": ",".join(api_urls or [api_url]),
         "DEVSTACK_ENTRA_URL": entra_url,
         "DEVSTACK_DATAVERSE_URL": dataverse_url,
         "DEVSTACK_SUBSCRIPTION_KEY": keys["demo-portal"][0],

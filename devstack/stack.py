@@ -2,16 +2,22 @@
 
 `make run` and the test fixtures both come through `start_stack`, so what a newcomer runs is what
 the tests exercise. Ports of 0 pick free ones (tests); `Ports()` gives the documented defaults.
+
+`api_instances=N` adds API hosts 2..N on the next ports, each a child process of its own
+(devstack/instances.py), as Azure runs instances; the first stays on a thread here, so that the
+tests and tools that reach into this process's API runtime see the same host as before.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from devstack.config import Ports, api_settings, write_env
+from devstack.instances import HostGroup, Instance, listen
 from devstack.pki import Material, ensure_material
 from devstack.server import ServerThread
 from devstack.tenant import Tenant, load_tenant
@@ -28,6 +34,17 @@ class RunningStack:
     entra_app: Any
     dataverse_app: Any
     _servers: list[ServerThread] = field(default_factory=list)
+    api_hosts: HostGroup | None = None  # API hosts 2..N, child processes
+
+    @property
+    def api_urls(self) -> list[str]:
+        """Every API host's URL, the in-process one first."""
+        return self.settings["DEVSTACK_API_URLS"].split(",")
+
+    @property
+    def api_instances(self) -> list[Instance]:
+        """The API hosts running as child processes (hosts 2..N)."""
+        return self.api_hosts.instances if self.api_hosts else []
 
     @property
     def entra_url(self) -> str:
@@ -47,6 +64,8 @@ class RunningStack:
         return Path(self.settings["REQUESTS_CA_BUNDLE"])
 
     def stop(self) -> None:
+        if self.api_hosts is not None:
+            self.api_hosts.stop()
         for server in reversed(self._servers):
             server.stop()
 
@@ -58,6 +77,7 @@ def start_stack(
     db_path: Path,
     with_api: bool = True,
     function_app: str = "function_app",
+    api_instances: int = 1,
 ) -> RunningStack:
     """Generate what is missing under `folder`, start the servers, write `stack.env`.
 
@@ -71,6 +91,8 @@ def start_stack(
     material = ensure_material(folder, base_tenant)
     tls = (material.tls_cert, material.tls_key)
     servers: list[ServerThread] = []
+    more_apis: list[tuple[str, socket.socket]] = []  # (name, listening socket) of API hosts 2..N
+    hosts: HostGroup | None = None
     try:
         entra = ServerThread(name="entra-emulator", port=ports.entra, tls=tls)
         servers.append(entra)
@@ -79,6 +101,9 @@ def start_stack(
         api = ServerThread(name="api-host", port=ports.api) if with_api else None
         if api:
             servers.append(api)
+            for n in range(2, api_instances + 1):
+                name = f"api-host-{n}"
+                more_apis.append((name, listen(name, ports.api + n - 1 if ports.api else 0)))
 
         tenant = base_tenant.with_dataverse_url(dataverse.url)
         settings = api_settings(
@@ -87,6 +112,7 @@ def start_stack(
             entra_url=entra.url,
             dataverse_url=dataverse.url,
             api_url=api.url if api else "",
+            api_urls=[api.url, *(_url(sock) for _, sock in more_apis)] if api else [],
         )
         write_env(folder / "stack.env", settings)
 
@@ -107,7 +133,12 @@ def start_stack(
 
             os.environ.update(settings)
             api.start(create_host(function_app), max_header_read=HOST_MAX_HEADER_READ)
+            if more_apis:
+                sockets, more_apis = more_apis, []  # HostGroup.start closes them
+                hosts = HostGroup.start(sockets, env=dict(os.environ), function_app=function_app)
     except BaseException:
+        for _, sock in more_apis:
+            sock.close()
         for server in reversed(servers):
             server.stop()
         raise
@@ -121,7 +152,12 @@ def start_stack(
         entra_app=entra_app,
         dataverse_app=dataverse_app,
         _servers=servers,
+        api_hosts=hosts,
     )
+
+
+def _url(sock: socket.socket) -> str:
+    return f"http://localhost:{sock.getsockname()[1]}"
 
 
 __all__ = ["Ports", "RunningStack", "ensure_material", "start_stack"]
