@@ -18,6 +18,14 @@ from devstack.tenant import Tenant
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The demo tenant's rate limits (README, "Rate limits"). `demo-dealer` is the dealer-sync batch
+# integration's subscription: 300 calls a minute is at most 1,800 of the 6,000 requests per
+# 5 minutes that Dataverse allows the API's one application user, which every application-mode
+# caller shares. `demo-portal` is not limited: the banner's commands, the test suite and
+# `make bench` (P6: 50 clients for 30 s) all call with its key. `RATE_LIMITS` in the environment
+# of `make run` replaces this, to watch a limit at work.
+DEMO_RATE_LIMITS = {"demo-dealer": {"calls": 300, "period": 60}}
+
 
 def stack_dir() -> Path:
     return Path(os.environ.get("DEVSTACK_DIR", ROOT / ".devstack")).resolve()
@@ -72,6 +80,8 @@ def api_settings(
         "SUBSCRIPTION_KEYS": json.dumps(keys, separators=(",", ":")),
         "API_DATA_KEY": material.api_data_key,
         "REDIS_URL": redis_url,
+        "RATE_LIMITS": os.environ.get("RATE_LIMITS")
+        or json.dumps(DEMO_RATE_LIMITS, separators=(",", ":")),
         "REQUESTS_CA_BUNDLE": str(bundle),
         # Not read by the API: for scripts, tests and the banner.
         "DEVSTACK_DIR": str(material.folder),

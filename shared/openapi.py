@@ -37,8 +37,9 @@ EXTENSION_DELEGATED = "x-user-delegated"
 EXTENSION_PERMISSIONS = "x-required-permissions"
 
 # The error statuses an operation can answer, by kind (the contract's tables). Dataverse's 429
-# is never passed on (throttling that cannot be waited out is a 503); a 429 is the API's own
-# per-caller cap on concurrent requests, which every protected operation applies.
+# is never passed on (throttling that cannot be waited out is a 503); a 429 is the API's own:
+# the subscription's rate limit or the per-caller cap on concurrent requests, which every
+# protected operation applies.
 COMMON_ERRORS = ("400", "401", "403", "429", "500", "502", "503", "504")
 ERRORS_BY_KIND: dict[str, tuple[str, ...]] = {
     "list": (),
@@ -546,10 +547,12 @@ RESPONSES: dict[str, Any] = {
     "PayloadTooLarge": _error("The body is larger than the API accepts (64 KiB)."),
     "UnsupportedMediaType": _error("Send the body as `application/json`."),
     "TooManyRequests": _error(
-        "`too_many_concurrent_requests`: this caller (the user, or the application for "
-        "application tokens) already has as many requests in progress as the API allows one "
-        "caller at once. Nothing was sent to the backend. Wait for one of them to finish, or "
-        "retry after Retry-After seconds.",
+        "`rate_limited`: this subscription has made as many calls as its rate limit allows in "
+        "the current window; Retry-After says how many seconds are left in it. Calls refused "
+        "this way do not count. `too_many_concurrent_requests`: this caller (the user, or the "
+        "application for application tokens) already has as many requests in progress as the "
+        "API allows one caller at once; wait for one of them to finish, or retry after "
+        "Retry-After seconds. Either way nothing was sent to the backend.",
         "Retry-After",
     ),
     "InternalServerError": _error("The API is misconfigured or failed; quote the correlation id."),

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from shared.domains.paging import PageTokens
     from shared.downstream.tokens import DownstreamTokens
     from shared.http.limits import CallerLimits
+    from shared.http.rate_limits import RateLimits
     from shared.store import Store
 
 
@@ -35,6 +36,7 @@ class Runtime:
     dataverse: DataverseClient
     page_tokens: PageTokens
     callers: CallerLimits  # per instance: this process's counts
+    rate_limits: RateLimits  # per subscription: in the shared store when there is one
     store: Store | None = None  # shared by every instance; None without REDIS_URL
 
 
@@ -49,6 +51,7 @@ def build(settings: Settings) -> Runtime:
     from shared.domains import paging
     from shared.downstream.tokens import DownstreamTokens
     from shared.http.limits import CallerLimits
+    from shared.http.rate_limits import RateLimits
     from shared.store import build_store
 
     telemetry.configure(settings)  # log safeguards once per process; Azure Monitor if set
@@ -60,6 +63,7 @@ def build(settings: Settings) -> Runtime:
         max_age=settings.signing_keys_max_age_seconds,
         grace=settings.signing_keys_grace_seconds,
     )
+    store = build_store(settings)
     return Runtime(
         settings=settings,
         subscriptions=SubscriptionKeys(settings.subscription_keys),
@@ -84,7 +88,8 @@ def build(settings: Settings) -> Runtime:
             lifetime_seconds=settings.page_token_lifetime_seconds,
         ),
         callers=CallerLimits(settings.max_concurrent_requests_per_caller),
-        store=build_store(settings),
+        rate_limits=RateLimits(settings.rate_limits, store=store),
+        store=store,
     )
 
 

@@ -30,9 +30,23 @@ KEY_REFRESH_INTERVAL_SECONDS = 300
 # A page token outliving a day is no longer paging; the cap also keeps its expiry in 4 bytes.
 MAX_PAGE_TOKEN_LIFETIME = 86_400
 
+# Bounds of a per-subscription rate limit (RATE_LIMITS). Like API Management's
+# `rate-limit-by-key`, whose renewal period is at most 300 seconds: a rate limit answers bursts,
+# and 300 s is also the window of Dataverse's service-protection limits that it guards.
+MAX_RATE_LIMIT_CALLS = 1_000_000
+MAX_RATE_LIMIT_PERIOD = 300
+
 # Used with `fullmatch`: `match` with `$` also accepts a final "\n".
 _KEY_PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `calls` requests per `period_seconds` (`shared.http.rate_limits`)."""
+
+    calls: int
+    period_seconds: int
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,8 @@ class Settings:
     redis_timeout_seconds: float = 0.1
     redis_breaker_seconds: float = 5.0
     redis_key_prefix: str = "capi"
+    # Empty: no subscription is rate limited (shared.http.rate_limits).
+    rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
 
     @property
     def authority(self) -> str:
@@ -185,6 +201,7 @@ class Settings:
             redis_timeout_seconds=redis_timeout,
             redis_breaker_seconds=float(number("REDIS_BREAKER_SECONDS", 5.0, float)),
             redis_key_prefix=key_prefix,
+            rate_limits=_rate_limits(optional("RATE_LIMITS"), subscription_keys),
         )
 
 
@@ -289,6 +306,44 @@ def _subscription_client_app_ids(
             raise SettingsError(f"setting {name} binds an app ALLOWED_CLIENT_APP_IDS lacks")
         bound[subscription] = ids
     return bound
+
+
+def _rate_limits(raw: str | None, subscriptions: Mapping[str, object]) -> dict[str, RateLimit]:
+    """`{"subscription name": {"calls": 300, "period": 60}, ...}`. Names must be subscriptions of
+    SUBSCRIPTION_KEYS: a limit on a name no key leads to would never apply, and a key pasted
+    where a name belongs must not start up (nor be repeated in the error)."""
+    name = "RATE_LIMITS"
+    if raw is None:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise SettingsError(f"setting {name} must be JSON") from None
+    if not isinstance(data, dict):
+        raise SettingsError(
+            f'setting {name} must be {{"subscription name": {{"calls": n, "period": seconds}}}}'
+        )
+    limits: dict[str, RateLimit] = {}
+    for subscription, limit in data.items():
+        if subscription not in subscriptions:
+            raise SettingsError(f"setting {name} names a subscription SUBSCRIPTION_KEYS lacks")
+        if (
+            not isinstance(limit, dict)
+            or set(limit) != {"calls", "period"}
+            or not _whole(limit["calls"], MAX_RATE_LIMIT_CALLS)
+            or not _whole(limit["period"], MAX_RATE_LIMIT_PERIOD)
+        ):
+            raise SettingsError(
+                f'setting {name}: each subscription needs {{"calls": 1 to '
+                f'{MAX_RATE_LIMIT_CALLS}, "period": 1 to {MAX_RATE_LIMIT_PERIOD} seconds}}'
+            )
+        limits[subscription] = RateLimit(limit["calls"], limit["period"])
+    return limits
+
+
+def _whole(value: object, maximum: int) -> bool:
+    """A JSON whole number from 1 to `maximum` (not `true`, which Python counts as 1)."""
+    return type(value) is int and 1 <= value <= maximum
 
 
 @cache

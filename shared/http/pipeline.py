@@ -2,16 +2,19 @@
 
 1. correlation id (the client's `x-correlation-id` when it is sane, else a new one);
 2. subscription key (before anything else, so a keyless request costs nothing downstream);
-3. bearer token -> `Principal` (signature, issuer, audience, lifetime, tenant, mode), and whether
+3. the subscription's rate limit (`shared.http.rate_limits`, across instances when there is a
+   shared store): counted once per request, before the token is validated, so that a refused
+   request costs no signature check, no token exchange and no Dataverse call;
+4. bearer token -> `Principal` (signature, issuer, audience, lifetime, tenant, mode), and whether
    its client app may call (with this subscription key: `shared.auth.clients`);
-4. the endpoint's `Policy` (scopes or app roles; application-only endpoints);
-5. the query parameters against the endpoint's allowlist;
-6. the caller's place under the per-caller cap on concurrent requests (`shared.http.limits`,
+5. the endpoint's `Policy` (scopes or app roles; application-only endpoints);
+6. the query parameters against the endpoint's allowlist;
+7. the caller's place under the per-caller cap on concurrent requests (`shared.http.limits`,
    per instance), held for as long as the handler runs and released however it ends; over the
    cap the request answers 429 before any token exchange or Dataverse call;
-7. the handler, with a `Call` that fetches the Dataverse token for *this* principal (OBO or
+8. the handler, with a `Call` that fetches the Dataverse token for *this* principal (OBO or
    client credentials) only when Dataverse is actually called;
-8. any exception -> `shared.http.responses`, the one place errors become HTTP.
+9. any exception -> `shared.http.responses`, the one place errors become HTTP.
 
 One log record per request (`shared.telemetry.log_request`): route template, status, code,
 mode, oid, tid, client app id, subscription name, latency, downstream latency and outcome.
@@ -178,6 +181,7 @@ def endpoint(
             rt = runtime()
             authority = rt.settings.authority
             facts["subscription"] = rt.subscriptions.check(_subscription_key(req, rt))
+            rt.rate_limits.check(facts["subscription"])
             bearer = bearer_token(req)
             principal = rt.validator.validate(bearer)
             facts.update(

@@ -54,6 +54,7 @@ from shared.downstream.errors import (
 from shared.http.errors import (
     BadInput,
     PayloadTooLarge,
+    RateLimited,
     RequestError,
     TooManyConcurrentRequests,
     UnsupportedMediaType,
@@ -247,6 +248,13 @@ MAPPINGS: dict[type[Exception], Mapper] = {
         429,
         f"Too many requests. This caller already has {exc.limit} requests in progress; wait for "
         "one to finish, or retry after the time in Retry-After.",
+        _retry(exc.retry_after),
+        logging.WARNING,
+    ),
+    RateLimited: lambda exc, ctx: Rendered(
+        429,
+        f"Too many requests. This subscription may make {exc.calls} calls every "
+        f"{exc.period_seconds} seconds; retry after the time in Retry-After.",
         _retry(exc.retry_after),
         logging.WARNING,
     ),

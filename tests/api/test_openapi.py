@@ -23,7 +23,7 @@ from shared.settings import get_settings
 from tests.api.conftest import Api
 
 ROOT = Path(__file__).resolve().parents[2]
-ERRORS = {"400", "401", "403", "429", "500", "502", "503", "504"}  # 429: the per-caller cap
+ERRORS = {"400", "401", "403", "429", "500", "502", "503", "504"}  # 429: rate limit, caller cap
 
 
 @pytest.fixture(scope="module")

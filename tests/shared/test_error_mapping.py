@@ -73,6 +73,7 @@ EXPECTED: dict[str, int] = {
     "PayloadTooLarge": 413,
     "UnsupportedMediaType": 415,
     "TooManyConcurrentRequests": 429,
+    "RateLimited": 429,
     "SettingsError": 500,
 }
 SECRET = "SECRET-7f3a"  # given to every exception; must never reach a client
@@ -99,6 +100,9 @@ _ARGUMENTS: dict[str, Any] = {
     "field": "lastName",
     "why": "must be a string",
     "limit": 65536,
+    "calls": 300,
+    "period_seconds": 60,
+    "shared": True,
     "token_sent": True,
     "entra_code": 50079,
     "status": 500,
