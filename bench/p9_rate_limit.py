@@ -1,0 +1,94 @@
+"""P9: the rate-limit check's cost per request ÷ one round trip to the shared store.
+
+A is what the pipeline does for every request of a limited subscription when there is a store:
+`RateLimits.check(subscription)` (shared/http/rate_limits.py): the limit's look-up, one EVALSHA
+of the counting script through `Store` (its circuit breaker, redis-py's `Script`, the pooled
+connection, the script's GET, INCR and PTTL inside the server) and reading the answer. The limit
+is never reached (1,000,000 calls per 300 s, the largest RATE_LIMITS allows), so every request
+is admitted and counted: the path every request takes until a client goes over its limit.
+
+B is the floor: one bare redis-py `GET` of the same counter key, on the same client and
+connection pool, to the same valkey-server. A GET is the cheapest round trip there is (one
+key, a few bytes each way, no script), so B hides nothing A pays: what the ratio shows is all
+that the check adds to the one round trip it cannot avoid, the script's work in the server
+included. (An EVALSHA of a trivial script would be a kinder floor, since it already carries
+redis-py's script call and the server's script machinery; it is measured against the same GET
+and shown under the table, so that the two parts of what A adds can be told apart.)
+
+Both sides run in this process against a real valkey-server of the bench's own, with the store
+built and connected before the clock starts (importing redis-py is slow: P5). Afterwards the
+bench checks that the store counted every request A made (none fell back to this instance's
+memory).
+"""
+
+from __future__ import annotations
+
+from bench.context import BenchContext
+from bench.core import Figure, Result, paired, per_item, ratio_row
+from shared.http.rate_limits import RateLimits
+from shared.settings import MAX_RATE_LIMIT_CALLS, MAX_RATE_LIMIT_PERIOD, RateLimit
+
+SUBSCRIPTION = "bench-limited"
+BATCH = 500
+ROUNDS = 60
+
+
+def run(ctx: BenchContext) -> Result:
+    limit = RateLimit(calls=MAX_RATE_LIMIT_CALLS, period_seconds=MAX_RATE_LIMIT_PERIOD)
+    settings = ctx.settings(
+        redis_url=ctx.valkey.url,
+        redis_key_prefix="bench-p9",
+        rate_limits={SUBSCRIPTION: limit},
+    )
+    ctx.progress("P9: building the store and the limits")
+    store = ctx.store(settings)
+    limits = RateLimits(settings.rate_limits, store=store)
+    assert limits.shared is not None
+    key = limits.shared.key(SUBSCRIPTION)
+    client = store._client  # B: the same redis-py client, pool and connection as the check's
+    trivial = client.register_script("return 1")
+
+    subscriptions = [SUBSCRIPTION] * BATCH
+    keys = [key] * BATCH
+    rounds = ctx.scaled(ROUNDS, 3)
+
+    def evalsha_trivial(name: str) -> object:
+        return trivial([name], [])
+
+    per_item(limits.check, subscriptions)  # warm-up: the script is loaded, the connection open
+    per_item(client.get, keys)
+    per_item(evalsha_trivial, keys)
+    ctx.progress(f"P9: {rounds} rounds of {BATCH} checks and {BATCH} GETs")
+    measured = paired(
+        lambda r: per_item(limits.check, subscriptions),
+        lambda r: per_item(client.get, keys),
+        rounds=rounds,
+    )
+    script_floor = paired(
+        lambda r: per_item(evalsha_trivial, keys),
+        lambda r: per_item(client.get, keys),
+        rounds=rounds,
+    )
+    checks = BATCH * (1 + rounds)  # the warm-up and the rounds of A
+    counted = int(client.get(key) or 0)
+    assert counted == checks, f"the store counted {counted} of {checks} checks"
+    assert len(limits.local) == 0, "a check fell back to this instance's memory"
+    assert store.state == "ok"
+    return Result(
+        [
+            ratio_row(
+                "P9",
+                "rate-limit check per request (shared counter) ÷ one bare GET round trip",
+                measured,
+                1.5,
+            )
+        ],
+        [
+            f"P9: an EVALSHA of a trivial script (`return 1`) ÷ the same GET, side by side: "
+            f"{script_floor.describe()}; the rest of what the check adds is the counting "
+            "script's work in the server and ours around it."
+        ],
+    )
+
+
+FIGURE = Figure("P9", "rate-limit check per request ÷ one store round trip", run)
