@@ -56,7 +56,7 @@ class Count:
         return self.by_entra if self.by_entra == self.by_api else None
 
     def describe(self) -> str:
-        return f"{self.by_entra} (the instances counted {self.by_api})"
+        return f"{self.by_entra} (Entra's log; the instances counted {self.by_api})"
 
 
 @dataclass(frozen=True)
@@ -168,18 +168,18 @@ def run(ctx: BenchContext) -> Result:
 
     concurrent = f"{INSTANCES * CONCURRENT_PER_INSTANCE} concurrent first requests"
     round_robin = f"{requests_sent} requests round-robin"
-    where = f"one user token over {INSTANCES} cold API instances"
     rows = [
         Row(
             "P7",
-            f"OBO exchanges, {concurrent} with {where} sharing the store",
+            f"OBO exchanges for one user token: {concurrent} over {INSTANCES} cold instances "
+            "sharing the store",
             shared.concurrent.describe(),
             "1",
             shared.concurrent.agreed == 1,
         ),
         Row(
             "P7",
-            f"OBO exchanges, {round_robin} with another token over the same {INSTANCES}",
+            f"OBO exchanges for another token: {round_robin} over the same {INSTANCES} instances",
             shared.round_robin.describe(),
             "1",
             shared.round_robin.agreed == 1,
@@ -188,14 +188,14 @@ def run(ctx: BenchContext) -> Result:
             "P7",
             f"the same {concurrent}, {INSTANCES} instances without the store (REDIS_URL unset)",
             alone.concurrent.describe(),
-            f"reported; {INSTANCES} expected (one per instance)",
+            f"reported: the reference ({INSTANCES}, one per instance)",
             None,
         ),
         Row(
             "P7",
             f"the same {round_robin}, {INSTANCES} instances without the store",
             alone.round_robin.describe(),
-            f"reported; {INSTANCES} expected",
+            f"reported: the reference ({INSTANCES})",
             None,
         ),
     ]
