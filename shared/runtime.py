@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from shared.domains.paging import PageTokens
     from shared.downstream.tokens import DownstreamTokens
     from shared.http.limits import CallerLimits
+    from shared.store import Store
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Runtime:
     dataverse: DataverseClient
     page_tokens: PageTokens
     callers: CallerLimits  # per instance: this process's counts
+    store: Store | None = None  # shared by every instance; None without REDIS_URL
 
 
 def build(settings: Settings) -> Runtime:
@@ -47,6 +49,7 @@ def build(settings: Settings) -> Runtime:
     from shared.domains import paging
     from shared.downstream.tokens import DownstreamTokens
     from shared.http.limits import CallerLimits
+    from shared.store import build_store
 
     telemetry.configure(settings)  # log safeguards once per process; Azure Monitor if set
     keys = SigningKeys(
@@ -81,6 +84,7 @@ def build(settings: Settings) -> Runtime:
             lifetime_seconds=settings.page_token_lifetime_seconds,
         ),
         callers=CallerLimits(settings.max_concurrent_requests_per_caller),
+        store=build_store(settings),
     )
 
 
@@ -103,5 +107,7 @@ def reset() -> None:
     """Forget settings and services (tests that change the environment)."""
     global _current
     with _lock:
+        if _current is not None and _current.store is not None:
+            _current.store.close()  # its pooled sockets would otherwise wait for the collector
         _current = None
         get_settings.cache_clear()

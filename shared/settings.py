@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from urllib.parse import urlsplit
 
 
 class SettingsError(RuntimeError):
@@ -30,6 +31,7 @@ KEY_REFRESH_INTERVAL_SECONDS = 300
 MAX_PAGE_TOKEN_LIFETIME = 86_400
 
 # Used with `fullmatch`: `match` with `$` also accepts a final "\n".
+_KEY_PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
@@ -59,6 +61,12 @@ class Settings:
     # Empty: any client app of the tenant may call (shared.auth.clients).
     allowed_client_app_ids: frozenset[str] = field(default_factory=frozenset)
     subscription_client_app_ids: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # The shared store (shared.store); None: every instance works alone. The URL may hold a
+    # password, so it is never shown.
+    redis_url: str | None = field(default=None, repr=False)
+    redis_timeout_seconds: float = 0.1
+    redis_breaker_seconds: float = 5.0
+    redis_key_prefix: str = "capi"
 
     @property
     def authority(self) -> str:
@@ -123,6 +131,16 @@ class Settings:
                 "setting API_CLIENT_SECRET is missing (or set API_CLIENT_CERTIFICATE_PATH)"
             )
         subscription_keys = _subscription_keys(required("SUBSCRIPTION_KEYS"))
+        redis_timeout = float(number("REDIS_TIMEOUT_SECONDS", 0.1, float))
+        if not 0 < redis_timeout <= 10:
+            # 0 would make redis-py's sockets non-blocking rather than quick to give up; a store
+            # slower than seconds is no cache.
+            raise SettingsError("setting REDIS_TIMEOUT_SECONDS must be above 0 and at most 10")
+        key_prefix = optional("REDIS_KEY_PREFIX") or "capi"
+        if not _KEY_PREFIX.fullmatch(key_prefix):
+            raise SettingsError(
+                "setting REDIS_KEY_PREFIX must be 1 to 64 letters, digits, '_', '.' or '-'"
+            )
         allowed = _client_app_ids(optional("ALLOWED_CLIENT_APP_IDS"))
         return cls(
             tenant_id=guid("AZURE_TENANT_ID"),
@@ -161,12 +179,34 @@ class Settings:
             subscription_client_app_ids=_subscription_client_app_ids(
                 optional("SUBSCRIPTION_CLIENT_APP_IDS"), subscription_keys, allowed
             ),
+            redis_url=_redis_url(optional("REDIS_URL")),
+            redis_timeout_seconds=redis_timeout,
+            redis_breaker_seconds=float(number("REDIS_BREAKER_SECONDS", 5.0, float)),
+            redis_key_prefix=key_prefix,
         )
 
 
 def _at_least(name: str, value: int, minimum: int) -> int:
     if value < minimum:
         raise SettingsError(f"setting {name} must be at least {minimum}")
+    return value
+
+
+def _redis_url(value: str | None) -> str | None:
+    """redis:// or rediss:// with a host. The message never echoes the URL: it may hold a
+    password (an access key)."""
+    name = "REDIS_URL"
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("redis", "rediss"):
+        raise SettingsError(f"setting {name} must be a redis:// or rediss:// URL")
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise SettingsError(f"setting {name} has an invalid port") from None
+    if not parts.hostname:
+        raise SettingsError(f"setting {name} must name a host")
     return value
 
 

@@ -2,7 +2,7 @@
 
 `entra` and `dataverse` are the two emulators over real HTTPS with key material in a temporary
 folder; `stack` is the whole stack as `make run` starts it (`devstack.stack.start_stack`), with
-the API host in front.
+the API host in front; `valkey` is a real Redis-protocol server (`valkey.url`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from devstack.pki import Material, ensure_material
 from devstack.server import ServerThread
 from devstack.stack import RunningStack, start_stack
 from devstack.tenant import Tenant, load_tenant
+from devstack.valkey import ValkeyServer
 from shared import health, runtime
 
 
@@ -104,6 +105,20 @@ def dataverse(
     )
     server.start(app)
     return Emulator(server.url, app, server)
+
+
+@pytest.fixture(scope="session")
+def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
+    """A running valkey-server for the session: `valkey.url` (redis://, with its password).
+
+    Shared by every test that asks for it, so tests keep to their own keys (a prefix of their
+    own). Tests that stop, pause or fill a server should start their own `ValkeyServer` (a
+    context manager) rather than disturb this one; `stop()`/`start()` are there all the same,
+    and `start()` brings it back on the same port and password.
+    """
+    server = ValkeyServer(tmp_path_factory.mktemp("valkey")).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
