@@ -141,7 +141,7 @@ class BenchContext:
             "api_client_secret": self.material.client_secret("central-api"),
             "dataverse_url": self.tenant.app("dataverse").identifier_uris[0],
             "subscription_keys": {k: tuple(v) for k, v in self.material.subscription_keys.items()},
-            "page_token_key": base64.b64decode(self.material.page_token_key),
+            "data_key": base64.b64decode(self.material.api_data_key),
         }
         values.update(overrides)
         return Settings(**values)

@@ -66,7 +66,7 @@ def api_settings(
         "API_CLIENT_SECRET": material.client_secret("central-api"),
         "DATAVERSE_URL": dataverse_url,
         "SUBSCRIPTION_KEYS": json.dumps(keys, separators=(",", ":")),
-        "PAGE_TOKEN_KEY": material.page_token_key,
+        "API_DATA_KEY": material.api_data_key,
         "REQUESTS_CA_BUNDLE": str(bundle),
         # Not read by the API: for scripts, tests and the banner.
         "DEVSTACK_DIR": str(material.folder),

@@ -8,7 +8,7 @@
   self-signed certificate for the JWKS `x5c`/`x5t`, the first one active.
 - `client-certs/<app>.pem`: a certificate credential (key + certificate) for each confidential app.
 - `secrets.json`: client secrets for confidential apps, user passwords, the API's
-  subscription keys and its page token key (`PAGE_TOKEN_KEY`, 32 random bytes in base64).
+  subscription keys and its data key (`API_DATA_KEY`, 32 random bytes in base64).
 
 Everything is re-used on later runs so that tokens issued before a restart stay valid.
 """
@@ -160,8 +160,8 @@ class Material:
         return dict(self.secrets["subscription_keys"])
 
     @property
-    def page_token_key(self) -> str:
-        return str(self.secrets["page_token_key"])
+    def api_data_key(self) -> str:
+        return str(self.secrets["api_data_key"])
 
     def load_signing_keys(self) -> list[SigningKey]:
         return [SigningKey.from_json(k) for k in json.loads(self.signing_keys.read_text())]
@@ -276,9 +276,13 @@ def ensure_material(folder: Path, tenant: Tenant) -> Material:
             "demo-dealer": [_token(), _token()],
         }
         changed = True
-    if "page_token_key" not in data:
+    if "api_data_key" not in data:
         # Kept across runs, as every secret here is, so page tokens survive a restart.
-        data["page_token_key"] = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+        data["api_data_key"] = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+        # Compatibility: a secrets.json from before the rename holds the old "page_token_key".
+        # Tokens sealed under it would not open under the new key's derived subkey anyway, so
+        # it is dropped rather than reused, and the file holds no secret nothing reads.
+        data.pop("page_token_key", None)
         changed = True
     if changed:
         _write_private(secrets_file, json.dumps(data, indent=2).encode())

@@ -78,9 +78,9 @@ def build(settings: Settings) -> Runtime:
             pool_size=settings.dataverse_pool_size,
             max_retry_wait=settings.dataverse_max_retry_wait_seconds,
         ),
-        page_tokens=paging.PageTokens(
-            settings.page_token_key,
-            settings.page_token_previous_key,
+        page_tokens=paging.PageTokens.from_data_keys(
+            settings.data_key,
+            settings.data_key_previous,
             lifetime_seconds=settings.page_token_lifetime_seconds,
         ),
         callers=CallerLimits(settings.max_concurrent_requests_per_caller),

@@ -42,7 +42,9 @@ class Settings:
     api_client_id: str
     dataverse_url: str
     subscription_keys: Mapping[str, tuple[str, ...]] = field(repr=False)
-    page_token_key: bytes = field(repr=False)
+    # API_DATA_KEY: the secret every instance shares; each use derives its own subkey from it
+    # (shared/datakeys.py).
+    data_key: bytes = field(repr=False)
     api_client_secret: str | None = field(default=None, repr=False)
     api_client_certificate_path: str | None = None
     clock_skew_seconds: int = 120
@@ -55,7 +57,7 @@ class Settings:
     signing_keys_max_age_seconds: int = 86_400
     signing_keys_grace_seconds: int = 3_600
     dataverse_max_retry_wait_seconds: float = 2.0
-    page_token_previous_key: bytes | None = field(default=None, repr=False)
+    data_key_previous: bytes | None = field(default=None, repr=False)
     page_token_lifetime_seconds: int = 3600
     max_concurrent_requests_per_caller: int = 8
     # Empty: any client app of the tenant may call (shared.auth.clients).
@@ -113,8 +115,8 @@ class Settings:
                 raise SettingsError(f"setting {name} must not be negative")
             return value
 
-        def aes_key(name: str, value: str) -> bytes:
-            key = _aes_key(value)
+        def key_bytes(name: str, value: str) -> bytes:
+            key = _key_bytes(value)
             if key is None:
                 raise SettingsError(f"setting {name} must be base64 of 32 random bytes")
             return key
@@ -122,7 +124,7 @@ class Settings:
         lifetime = int(number("PAGE_TOKEN_LIFETIME_SECONDS", 3600, int))
         if not 1 <= lifetime <= MAX_PAGE_TOKEN_LIFETIME:
             raise SettingsError("setting PAGE_TOKEN_LIFETIME_SECONDS must be 1 second to 1 day")
-        previous = optional("PAGE_TOKEN_PREVIOUS_KEY")
+        previous = optional("API_DATA_KEY_PREVIOUS")
 
         secret = optional("API_CLIENT_SECRET")
         cert = optional("API_CLIENT_CERTIFICATE_PATH")
@@ -167,9 +169,9 @@ class Settings:
             dataverse_max_retry_wait_seconds=float(
                 number("DATAVERSE_MAX_RETRY_WAIT_SECONDS", 2.0, float)
             ),
-            page_token_key=aes_key("PAGE_TOKEN_KEY", required("PAGE_TOKEN_KEY")),
-            page_token_previous_key=(
-                None if previous is None else aes_key("PAGE_TOKEN_PREVIOUS_KEY", previous)
+            data_key=key_bytes("API_DATA_KEY", required("API_DATA_KEY")),
+            data_key_previous=(
+                None if previous is None else key_bytes("API_DATA_KEY_PREVIOUS", previous)
             ),
             page_token_lifetime_seconds=lifetime,
             max_concurrent_requests_per_caller=int(
@@ -210,7 +212,7 @@ def _redis_url(value: str | None) -> str | None:
     return value
 
 
-def _aes_key(text: str) -> bytes | None:
+def _key_bytes(text: str) -> bytes | None:
     """32 bytes from canonical standard base64 (as `openssl rand -base64 32` prints), else None."""
     try:
         key = base64.b64decode(text, validate=True)

@@ -17,7 +17,7 @@ AADSTS number) and dataverse_error (the 0x... code).
 - a log-record factory scrubs every record made in the process, whoever makes it, before any
   handler sees it: bearer tokens and anything JWT-shaped, URL query strings, e-mail addresses,
   secret-named fields and the configured secret values (subscription keys, client secret,
-  page token keys);
+  API data keys);
 - only when APPLICATIONINSIGHTS_CONNECTION_STRING is set, azure-monitor-opentelemetry is
   imported and configured: traces and metrics, and the `central_api` records as logs. Outgoing
   HTTP spans keep scheme, host and path but never a query string (Dataverse queries carry search
@@ -295,8 +295,8 @@ def configure(settings: Settings, environ: Mapping[str, str] | None = None) -> N
     Azure Monitor."""
     global _configured
     keys = [key for pair in settings.subscription_keys.values() for key in pair]
-    page_keys = (settings.page_token_key, settings.page_token_previous_key or b"")
-    keys += [base64.b64encode(key).decode("ascii") for key in page_keys if key]
+    data_keys = (settings.data_key, settings.data_key_previous or b"")
+    keys += [base64.b64encode(key).decode("ascii") for key in data_keys if key]
     redactor.remember([*keys, settings.api_client_secret or ""])
     with _lock:
         if _configured:

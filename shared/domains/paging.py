@@ -28,10 +28,12 @@ query as often as they like (that is paging), and its length tells roughly how l
 is. Compression beside attacker-chosen text would be an oracle (CRIME); here the plaintext holds
 only the expiry and Dataverse's cookie, made of values the caller has just been sent.
 
-Keys. `PAGE_TOKEN_KEY` seals and opens, `PAGE_TOKEN_PREVIOUS_KEY` only opens, so one rotation
-leaves tokens already handed out working. The key id (one byte of a hash of the key) picks the
-key; should the two keys' ids collide (1 in 256), both are tried. Nonces are random, so a key
-should seal fewer than 2**32 tokens (NIST SP 800-38D): rotate it at least once a year.
+Keys. Tokens are sealed under the "page-tokens" subkey of the API data key (shared/datakeys.py),
+never under the data key itself. `API_DATA_KEY`'s subkey seals and opens,
+`API_DATA_KEY_PREVIOUS`'s only opens, so one rotation leaves tokens already handed out working.
+The key id (one byte of a hash of the subkey) picks the key; should the two subkeys' ids collide
+(1 in 256), both are tried. Nonces are random, so a key should seal fewer than 2**32 tokens
+(NIST SP 800-38D): rotate it at least once a year.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
+from shared import datakeys
 from shared.auth.principal import Principal
 from shared.dataverse.errors import BackendUnavailable
 from shared.http.errors import BadInput
@@ -65,6 +68,7 @@ _SEALED = _HEADER + _NONCE  # where the ciphertext starts
 _SMALLEST = _SEALED + _TAG + _EXPIRY + 1  # at least one byte of compressed skiptoken
 _MAX_SKIPTOKEN = 64 * 1024
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+KEY_PURPOSE = "page-tokens"  # of the API data key: shared/datakeys.py
 
 
 def _invalid() -> BadInput:
@@ -98,7 +102,26 @@ def skiptoken(next_link: object) -> str | None:
 
 
 class PageTokens:
-    """Seals skiptokens into page tokens and opens them again. Thread-safe (no state changes)."""
+    """Seals skiptokens into page tokens and opens them again. Thread-safe (no state changes).
+
+    `key` and `previous_key` are AES-256 keys: the API builds them `from_data_keys`."""
+
+    @classmethod
+    def from_data_keys(
+        cls,
+        data_key: bytes,
+        previous: bytes | None = None,
+        *,
+        lifetime_seconds: int,
+        clock: Callable[[], float] = time.time,
+    ) -> PageTokens:
+        """Under the data keys' "page-tokens" subkeys (`API_DATA_KEY`, `API_DATA_KEY_PREVIOUS`)."""
+        return cls(
+            datakeys.derive(data_key, KEY_PURPOSE),
+            None if previous is None else datakeys.derive(previous, KEY_PURPOSE),
+            lifetime_seconds=lifetime_seconds,
+            clock=clock,
+        )
 
     def __init__(
         self,

@@ -3,8 +3,9 @@
 End to end through the API host, with real paging against the Dataverse emulator. Before the
 fix a page token was base64 JSON: Dataverse's `$skiptoken` (whose paging cookie holds the last
 row's values) and an unkeyed hash of the query that any client could compute. Now it is sealed
-(AES-GCM under `PAGE_TOKEN_KEY`) for one caller and one query and expires; anything else is a
-400 `invalid_input` naming `pageToken`, and Dataverse sees nothing (`shared/domains/paging.py`).
+(AES-GCM under a subkey of `API_DATA_KEY`) for one caller and one query and expires; anything
+else is a 400 `invalid_input` naming `pageToken`, and Dataverse sees nothing
+(`shared/domains/paging.py`).
 """
 
 from __future__ import annotations
@@ -170,22 +171,22 @@ def _key() -> str:
 
 
 def test_rotation_keeps_the_previous_key_and_no_other(api: Api, fresh: Restart) -> None:
-    current = api.stack.settings["PAGE_TOKEN_KEY"]
+    current = api.stack.settings["API_DATA_KEY"]
     _, before = first_page(api)
     newer = _key()
 
-    fresh(PAGE_TOKEN_KEY=newer, PAGE_TOKEN_PREVIOUS_KEY=current)
+    fresh(API_DATA_KEY=newer, API_DATA_KEY_PREVIOUS=current)
     assert next_page(api, CUSTOMERS, before).status_code == 200
     _, after = first_page(api)
 
-    fresh(PAGE_TOKEN_KEY=_key(), PAGE_TOKEN_PREVIOUS_KEY=newer)  # a second rotation
+    fresh(API_DATA_KEY=_key(), API_DATA_KEY_PREVIOUS=newer)  # a second rotation
     assert next_page(api, CUSTOMERS, after).status_code == 200
     assert_refused(api, CUSTOMERS, before)
 
-    fresh(PAGE_TOKEN_KEY=_key(), PAGE_TOKEN_PREVIOUS_KEY="")  # an unrelated key
+    fresh(API_DATA_KEY=_key(), API_DATA_KEY_PREVIOUS="")  # an unrelated key
     assert_refused(api, CUSTOMERS, after)
     _, unrelated = first_page(api)
-    fresh(PAGE_TOKEN_KEY=current, PAGE_TOKEN_PREVIOUS_KEY="")
+    fresh(API_DATA_KEY=current, API_DATA_KEY_PREVIOUS="")
     assert_refused(api, CUSTOMERS, unrelated)
 
 

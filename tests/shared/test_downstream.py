@@ -44,7 +44,7 @@ def settings(tenant: Tenant, material: Material, entra: Emulator, **overrides: A
         "api_client_secret": material.client_secret("central-api"),
         "dataverse_url": tenant.app("dataverse").identifier_uris[0],
         "subscription_keys": {},
-        "page_token_key": bytes(32),
+        "data_key": bytes(32),
         "downstream_timeout_seconds": 2.0,
     }
     values.update(overrides)

@@ -20,7 +20,7 @@ GOOD = {
     "API_CLIENT_SECRET": "s3cret-value-xyz",
     "DATAVERSE_URL": "https://contoso.crm4.dynamics.com/",
     "SUBSCRIPTION_KEYS": json.dumps({"portal": ["a" * 32, "b" * 32]}),
-    "PAGE_TOKEN_KEY": base64.b64encode(bytes(range(32))).decode(),
+    "API_DATA_KEY": base64.b64encode(bytes(range(32))).decode(),
 }
 
 
@@ -55,13 +55,13 @@ def test_reads_and_normalises() -> None:
         ("SIGNING_KEYS_MAX_AGE_SECONDS", "299"),  # below the 5-minute refresh interval
         ("SIGNING_KEYS_MAX_AGE_SECONDS", "a day"),
         ("SIGNING_KEYS_GRACE_SECONDS", "-1"),
-        ("PAGE_TOKEN_KEY", None),
-        ("PAGE_TOKEN_KEY", "not base64 at all"),
-        ("PAGE_TOKEN_KEY", base64.b64encode(b"k" * 16).decode()),  # AES-128: too short
-        ("PAGE_TOKEN_KEY", base64.b64encode(b"k" * 33).decode()),
-        ("PAGE_TOKEN_KEY", base64.b64encode(b"k" * 32).decode().rstrip("=")),  # not canonical
-        ("PAGE_TOKEN_KEY", base64.urlsafe_b64encode(b"\xff" * 32).decode()),  # not standard
-        ("PAGE_TOKEN_PREVIOUS_KEY", "c2hvcnQ="),
+        ("API_DATA_KEY", None),
+        ("API_DATA_KEY", "not base64 at all"),
+        ("API_DATA_KEY", base64.b64encode(b"k" * 16).decode()),  # AES-128: too short
+        ("API_DATA_KEY", base64.b64encode(b"k" * 33).decode()),
+        ("API_DATA_KEY", base64.b64encode(b"k" * 32).decode().rstrip("=")),  # not canonical
+        ("API_DATA_KEY", base64.urlsafe_b64encode(b"\xff" * 32).decode()),  # not standard
+        ("API_DATA_KEY_PREVIOUS", "c2hvcnQ="),
         ("PAGE_TOKEN_LIFETIME_SECONDS", "0"),
         ("PAGE_TOKEN_LIFETIME_SECONDS", "86401"),
         ("PAGE_TOKEN_LIFETIME_SECONDS", "an hour"),
@@ -77,16 +77,16 @@ def test_fails_fast_naming_the_setting(name: str, value: Any) -> None:
         assert value not in str(caught.value)
 
 
-def test_page_token_keys_are_32_bytes_and_not_shown() -> None:
+def test_data_keys_are_32_bytes_and_not_shown() -> None:
     previous = bytes(range(100, 132))
-    env = {**GOOD, "PAGE_TOKEN_PREVIOUS_KEY": base64.b64encode(previous).decode()}
+    env = {**GOOD, "API_DATA_KEY_PREVIOUS": base64.b64encode(previous).decode()}
     settings = Settings.from_env(env)
-    assert settings.page_token_key == bytes(range(32))
-    assert settings.page_token_previous_key == previous
+    assert settings.data_key == bytes(range(32))
+    assert settings.data_key_previous == previous
     assert settings.page_token_lifetime_seconds == 3600
     assert repr(bytes(range(32))) not in repr(settings)
     assert repr(previous) not in repr(settings)
-    assert Settings.from_env(GOOD).page_token_previous_key is None
+    assert Settings.from_env(GOOD).data_key_previous is None
 
 
 def test_certificate_instead_of_secret() -> None:
