@@ -52,6 +52,7 @@ def build(settings: Settings) -> Runtime:
     from shared.store import build_store
 
     telemetry.configure(settings)  # log safeguards once per process; Azure Monitor if set
+    store = build_store(settings)
     keys = SigningKeys(
         settings.authority,
         session=requests.Session(),
@@ -71,7 +72,7 @@ def build(settings: Settings) -> Runtime:
             clock_skew=settings.clock_skew_seconds,
             cache_size=settings.validated_token_cache_size,
         ),
-        downstream=DownstreamTokens(settings),
+        downstream=DownstreamTokens(settings, store=store),
         dataverse=DataverseClient(
             settings.dataverse_url,
             timeout=settings.downstream_timeout_seconds,
@@ -84,7 +85,7 @@ def build(settings: Settings) -> Runtime:
             lifetime_seconds=settings.page_token_lifetime_seconds,
         ),
         callers=CallerLimits(settings.max_concurrent_requests_per_caller),
-        store=build_store(settings),
+        store=store,
     )
 
 

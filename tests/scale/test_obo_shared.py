@@ -62,9 +62,9 @@ def http() -> Iterator[requests.Session]:
 
 
 def test_one_token_round_robin_over_four_instances_is_one_exchange(
-    api: Api, instances: StartInstances, http: requests.Session
+    api: Api, instances: StartInstances, valkey: ValkeyServer, http: requests.Session
 ) -> None:
-    started = instances(4)
+    started = instances(4, REDIS_URL=valkey.url)
     token = mint_user(api, "alice")
     mark, _ = api.marks()
     for n in range(40):
@@ -74,9 +74,9 @@ def test_one_token_round_robin_over_four_instances_is_one_exchange(
 
 
 def test_twenty_concurrent_first_requests_on_four_cold_instances_are_one_exchange(
-    api: Api, instances: StartInstances
+    api: Api, instances: StartInstances, valkey: ValkeyServer
 ) -> None:
-    started = instances(4)
+    started = instances(4, REDIS_URL=valkey.url)
     token = mint_user(api, "bob")
     mark, _ = api.marks()
     together = threading.Barrier(20)
@@ -93,10 +93,10 @@ def test_twenty_concurrent_first_requests_on_four_cold_instances_are_one_exchang
 
 
 def test_the_store_holds_no_token_oid_subscription_key_or_name(
-    api: Api, instances: StartInstances, http: requests.Session
+    api: Api, instances: StartInstances, valkey: ValkeyServer, http: requests.Session
 ) -> None:
-    url = api.stack.settings["REDIS_URL"]
-    started = instances(2)
+    url = valkey.url
+    started = instances(2, REDIS_URL=url)
     for user in ("alice", "bob"):
         for instance in started:
             assert get(http, api, instance, mint_user(api, user)).status_code == 200
@@ -137,10 +137,10 @@ def everything(client: redis.Redis) -> Iterator[tuple[bytes, list[bytes]]]:
 
 
 def test_a_value_copied_to_another_users_key_is_a_miss(
-    api: Api, instances: StartInstances, http: requests.Session
+    api: Api, instances: StartInstances, valkey: ValkeyServer, http: requests.Session
 ) -> None:
-    url = api.stack.settings["REDIS_URL"]
-    one, two = instances(2)
+    url = valkey.url
+    one, two = instances(2, REDIS_URL=url)
     alice, bob = mint_user(api, "alice"), mint_user(api, "bob")
     client = redis.Redis.from_url(url)
     try:
