@@ -2,11 +2,10 @@
 
 Under L1 (`shared.downstream.cache.TokenCache`, this instance's memory) every instance of the
 API files the Dataverse tokens it obtains in the shared store, so that a user token that reaches
-k instances costs one On-Behalf-Of exchange, not k. The store is a copy of a cache that anyone
-with access to the Redis server, a backup or a memory dump may read, so it holds nothing usable
-without the caller's own token:
+k instances costs one On-Behalf-Of exchange, not k. Whoever can read the Redis server, an export
+or a memory dump of it must learn nothing usable from it without the caller's own token:
 
-    key   = prefix ":obo:" base64url(HMAC-SHA256(K_lookup, scopes NUL incoming-token))
+    key   = prefix ":obo:" hex(HMAC-SHA256(K_lookup, scopes NUL incoming-token))
     value = version (1 byte, 1) | nonce (12 random bytes) | AES-256-GCM ciphertext + tag
             plaintext: expiry (8 bytes, Unix seconds, big-endian) | the Dataverse token
             key:       HKDF-SHA256(ikm = the incoming token, salt = K_value,
@@ -14,14 +13,20 @@ without the caller's own token:
             associated data: the version byte and the entry's store key
 
 `K_lookup` and `K_value` are subkeys of `API_DATA_KEY` (`shared.datakeys.derive`, purposes
-"store-lookup" and "store-value"). The key is a keyed hash, so a copy of the store does not
-let anyone test a token they hold against it without the server's key either. The value opens
-only with the caller's incoming token *and* the server's key: a copy of the store plus one
-leaked user token still gives no Dataverse token. The entry's key is bound as associated data:
-the value key depends on the incoming token only, so without the binding a value could be moved
-to the same token's entry for other scopes. A value moved to any other key, or opened with
-another user's token, fails to authenticate, and a value that does not open is a miss (the
-exchange that follows writes over it). No `oid`, name, scope or JWT is in clear anywhere.
+"store-lookup" and "store-value"), so every instance files and finds an entry alike.
+
+- The key is a keyed hash: a copy of the store does not even let someone who holds a token find
+  its entry without the server's key. Hex, so that no key looks like a JWT (`eyJ`) by chance.
+  The lock beside an entry is the entry's key + ":lock".
+- The value opens only with the caller's incoming token *and* the server's key: a copy of the
+  store plus a leaked user token gives no Dataverse token, nor does a copy of the store plus the
+  server's key. Nonces are random; each value key seals about one value per token lifetime.
+- The entry's key is the associated data: one incoming token has one value key for every scope
+  set, so without the binding a value could be moved to the same token's entry for other
+  scopes. A value moved to any other key, or opened with another user's token, fails to
+  authenticate; a value that does not open (or a version this code does not know) is a miss,
+  and the exchange that follows writes over it.
+- No `oid`, name, scope or JWT is in clear anywhere; the expiry is inside the ciphertext.
 
 Entries live until the Dataverse token is `MARGIN_SECONDS` from expiry (the TTL), so the store
 evicts them itself; `allkeys-lru` evicts early under memory pressure, which is a miss.
@@ -40,7 +45,6 @@ benchmarks.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import os
@@ -173,7 +177,7 @@ class SharedTokenCache:
         mac = hmac.new(self._lookup_key, digestmod=hashlib.sha256)
         mac.update(" ".join(lookup.scopes).encode("utf-8") + b"\x00")
         mac.update(lookup.assertion.encode("utf-8"))
-        return self._store.key("obo", base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode())
+        return self._store.key("obo", mac.hexdigest())
 
     def _read(self, key: str, lookup: Lookup) -> CachedToken | None:
         value = self._store.get(key)

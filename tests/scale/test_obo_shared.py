@@ -22,6 +22,7 @@ from devstack.instances import Instance
 from devstack.valkey import ValkeyServer
 from tests.api.conftest import Api
 from tests.faults.conftest import mint_user
+from tests.faults.test_review_stale_tokens import Rollover
 from tests.scale.conftest import StartInstances
 
 OBO_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -49,7 +50,10 @@ def get(http: requests.Session, api: Api, instance: Instance, token: str) -> req
     return http.get(
         f"{instance.url}{CUSTOMERS}",
         params={"pageSize": 1},
-        headers={"Ocp-Apim-Subscription-Key": api.subscription_key, "Authorization": f"Bearer {token}"},
+        headers={
+            "Ocp-Apim-Subscription-Key": api.subscription_key,
+            "Authorization": f"Bearer {token}",
+        },
         timeout=60,
     )
 
@@ -59,6 +63,13 @@ def http() -> Iterator[requests.Session]:
     with requests.Session() as session:
         session.trust_env = False
         yield session
+
+
+@pytest.fixture
+def rollover(api: Api) -> Iterator[Rollover]:
+    keys = Rollover(api)
+    yield keys
+    keys.restore()
 
 
 def test_one_token_round_robin_over_four_instances_is_one_exchange(
@@ -183,24 +194,27 @@ def test_a_store_killed_under_load_costs_no_request_and_comes_back(
                         if answer.status_code != 200:
                             failures.append((answer.status_code, answer.text[:200]))
 
-        with ThreadPoolExecutor(4) as pool:
-            running = [pool.submit(load, n) for n in range(4)]
+        pool = ThreadPoolExecutor(4)
+        running = [pool.submit(load, n) for n in range(4)]
+        try:
             stop.wait(2)
             server.stop()
             mark, _ = api.marks()
             with requests.Session() as http:
                 http.trust_env = False
                 token = mint_user(api, "alice")
-                for instance in started:
-                    assert get(http, api, instance, token).status_code == 200
-                # Each instance exchanged on its own: nobody waited for a store that is gone.
-                stop.wait(2)
-                server.start()
-                stop.wait(2)
+                answers = [get(http, api, instance, token).status_code for instance in started]
+            stop.wait(2)
+            server.start()
+            stop.wait(2)
+        finally:
             stop.set()
-            for future in running:
-                future.result()
+            pool.shutdown()
+        for future in running:
+            future.result()
+        assert answers == [200] * 4
         assert failures == []
+        # Each instance exchanged on its own: nobody waited for a store that is gone.
         assert exchanges(api, mark, "alice") == 4
 
         with requests.Session() as http:  # back: one exchange per token again
@@ -210,7 +224,32 @@ def test_a_store_killed_under_load_costs_no_request_and_comes_back(
                 mark, _ = api.marks()
                 for instance in started:
                     assert get(http, api, instance, token).status_code == 200
-                if exchanges(api, mark) == 1:
+                if exchanges(api, mark, "bob") == 1:
                     break
             else:
                 pytest.fail("the shared cache never came back")
+
+
+def test_a_token_dataverse_refuses_leaves_the_shared_cache_too(
+    api: Api,
+    instances: StartInstances,
+    valkey: ValkeyServer,
+    rollover: Rollover,
+    http: requests.Session,
+) -> None:
+    """Issue 10 item 7 across instances: Dataverse's 401 drops the token from L2 as well, or
+    every cold instance would fetch the refused token from the store and fail with it."""
+    one, two, three = instances(3, REDIS_URL=valkey.url)
+    token = mint_user(api, "alice")  # signed with the tenant's own key, which stays trusted
+    signed_by = rollover.sign_with_new_key()  # the Dataverse token exchanged next is signed by it
+    assert get(http, api, one, token).status_code == 200
+    rollover.sign_with_new_key()
+    rollover.retire(signed_by)  # Dataverse no longer trusts the cached token
+    mark, _ = api.marks()
+
+    answer = get(http, api, two, token)  # cold: L2 hit, 401, dropped from both levels, renewed
+    assert answer.status_code == 200, answer.text
+    assert exchanges(api, mark) == 1
+    answer = get(http, api, three, token)  # cold: the renewed token, from L2
+    assert answer.status_code == 200, answer.text
+    assert exchanges(api, mark) == 1

@@ -122,7 +122,8 @@ def test_the_key_is_a_keyed_hash_shared_by_every_instance(store: Store) -> None:
     key = l2(store).key(lookup)
     assert key == l2(store).key(Lookup.of(incoming, SCOPES))  # another instance, same key
     assert key.startswith(store.key("obo", ""))
-    assert incoming not in key and "eyJ" not in key
+    assert incoming not in key
+    assert "eyJ" not in key
     assert lookup.digest.hex() not in key  # not the unkeyed hash L1 uses
     assert key != l2(store, key=secrets.token_bytes(32)).key(lookup)  # needs the server's key
     assert key != l2(store).key(Lookup.of(incoming, ("other/scope",)))
@@ -134,11 +135,13 @@ def test_a_value_opens_only_with_its_own_token_under_its_own_key(
     cache = l2(store)
     alice, bob = Lookup.of("token-of-alice", SCOPES), Lookup.of("token-of-bob", SCOPES)
     alice_elsewhere = Lookup.of("token-of-alice", ("other/scope",))
-    cache.put(alice, good_for_an_hour("alices-dataverse-token"))
+    expiry = time.time() + 3600
+    cache.put(alice, CachedToken("alices-dataverse-token", expiry))
     value = raw.get(cache.key(alice))
     assert value is not None
-    assert b"alices-dataverse-token" not in value and b"token-of-alice" not in value
-    assert cache.get(alice) is not None and cache.get(alice).access_token == "alices-dataverse-token"  # type: ignore[union-attr]
+    assert b"alices-dataverse-token" not in value
+    assert b"token-of-alice" not in value
+    assert cache.get(alice) == CachedToken("alices-dataverse-token", float(int(expiry)))
 
     raw.set(cache.key(bob), value)  # read with another user's token
     raw.set(cache.key(alice_elsewhere), value)  # same token, another key: bound as associated data
@@ -294,7 +297,8 @@ def test_a_store_that_is_down_is_as_no_store(
     incoming = user_token(entra_clean, tenant)
     one, _ = instance(down)
     two, _ = instance(down)
-    assert one.for_user(incoming) and two.for_user(incoming)
+    one.for_user(incoming)
+    two.for_user(incoming)
     assert one.obo_exchanges == two.obo_exchanges == 1
     assert one.shared_stats["fallbacks"] == 1
 
@@ -308,8 +312,10 @@ def test_a_waiter_gets_the_token_the_holder_writes(store: Store, raw: redis.Redi
     raw.set(holder.key(lookup) + ":lock", b"holder", px=5000)
     threading.Timer(0.2, holder.put, (lookup, good_for_an_hour("the-holders"))).start()
     with waiter.turn(lookup) as written:
-        assert written is not None and written.access_token == "the-holders"
-    assert waiter.stats["waits"] == 1 and waiter.stats["waited_hits"] == 1
+        assert written is not None
+        assert written.access_token == "the-holders"
+    assert waiter.stats["waits"] == 1
+    assert waiter.stats["waited_hits"] == 1
     assert raw.get(holder.key(lookup) + ":lock") == b"holder"  # not ours to release
 
 
