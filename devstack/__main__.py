@@ -18,12 +18,14 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from devstack.config import Ports, read_env, stack_dir
 
 
 def _run(args: argparse.Namespace) -> int:
     from devstack.stack import start_stack
+    from devstack.valkey import ValkeyError
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -34,9 +36,12 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:  # a port in use is the usual cause
         print(
             f"error: {exc}; choose other ports with DEVSTACK_ENTRA_PORT, "
-            "DEVSTACK_DATAVERSE_PORT or DEVSTACK_API_PORT",
+            "DEVSTACK_DATAVERSE_PORT, DEVSTACK_API_PORT or DEVSTACK_REDIS_PORT",
             file=sys.stderr,
         )
+        return 2
+    except ValkeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     print(banner(running.settings), flush=True)
 
@@ -61,6 +66,7 @@ def banner(settings: dict[str, str]) -> str:
    API host            {api}/api/
    Entra ID emulator   {settings["DEVSTACK_ENTRA_URL"]}/{settings["AZURE_TENANT_ID"]}/v2.0
    Dataverse emulator  {settings["DEVSTACK_DATAVERSE_URL"]}/api/data/v9.2/
+   Shared store        {_without_password(settings["DEVSTACK_REDIS_URL"])}   (valkey-server)
    Settings            {settings["DEVSTACK_DIR"]}/stack.env
    CA bundle           {settings["REQUESTS_CA_BUNDLE"]}
    Subscription key    {key}   (subscription "demo-portal")
@@ -97,6 +103,13 @@ def _host(args: argparse.Namespace) -> int:
         function_app=args.function_app,
         exit_with_parent=args.exit_with_parent,
     )
+
+
+def _without_password(url: str) -> str:
+    """The store's URL for the banner: its password stays in stack.env."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _token(args: argparse.Namespace) -> int:

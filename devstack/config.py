@@ -28,6 +28,7 @@ class Ports:
     entra: int = 7443
     dataverse: int = 7444
     api: int = 7071
+    redis: int = 7379  # the shared store (valkey-server)
 
     @classmethod
     def from_env(cls) -> Ports:
@@ -35,6 +36,7 @@ class Ports:
             entra=int(os.environ.get("DEVSTACK_ENTRA_PORT", cls.entra)),
             dataverse=int(os.environ.get("DEVSTACK_DATAVERSE_PORT", cls.dataverse)),
             api=int(os.environ.get("DEVSTACK_API_PORT", cls.api)),
+            redis=int(os.environ.get("DEVSTACK_REDIS_PORT", cls.redis)),
         )
 
 
@@ -54,6 +56,7 @@ def api_settings(
     entra_url: str,
     dataverse_url: str,
     api_url: str,
+    redis_url: str,
 ) -> dict[str, str]:
     """Every setting the API host runs with against the dev stack (local.settings.json.example)."""
     api = tenant.app("central-api")
@@ -67,12 +70,14 @@ def api_settings(
         "DATAVERSE_URL": dataverse_url,
         "SUBSCRIPTION_KEYS": json.dumps(keys, separators=(",", ":")),
         "API_DATA_KEY": material.api_data_key,
+        "REDIS_URL": redis_url,
         "REQUESTS_CA_BUNDLE": str(bundle),
         # Not read by the API: for scripts, tests and the banner.
         "DEVSTACK_DIR": str(material.folder),
         "DEVSTACK_API_URL": api_url,
         "DEVSTACK_ENTRA_URL": entra_url,
         "DEVSTACK_DATAVERSE_URL": dataverse_url,
+        "DEVSTACK_REDIS_URL": redis_url,
         "DEVSTACK_SUBSCRIPTION_KEY": keys["demo-portal"][0],
     }
 

@@ -1,4 +1,5 @@
-"""Start the whole dev stack in this process: Entra emulator, Dataverse emulator, API host.
+"""Start the whole dev stack: Entra emulator, Dataverse emulator, API host in this process, and
+the shared store (a valkey-server child process, devstack/valkey.py).
 
 `make run` and the test fixtures both come through `start_stack`, so what a newcomer runs is what
 the tests exercise. Ports of 0 pick free ones (tests); `Ports()` gives the documented defaults.
@@ -15,6 +16,7 @@ from devstack.config import Ports, api_settings, write_env
 from devstack.pki import Material, ensure_material
 from devstack.server import ServerThread
 from devstack.tenant import Tenant, load_tenant
+from devstack.valkey import ValkeyServer
 
 
 @dataclass
@@ -27,6 +29,7 @@ class RunningStack:
     api: ServerThread | None
     entra_app: Any
     dataverse_app: Any
+    valkey: ValkeyServer | None = None
     _servers: list[ServerThread] = field(default_factory=list)
 
     @property
@@ -49,6 +52,8 @@ class RunningStack:
     def stop(self) -> None:
         for server in reversed(self._servers):
             server.stop()
+        if self.valkey is not None:
+            self.valkey.stop()
 
 
 def start_stack(
@@ -71,7 +76,9 @@ def start_stack(
     material = ensure_material(folder, base_tenant)
     tls = (material.tls_cert, material.tls_key)
     servers: list[ServerThread] = []
+    valkey = ValkeyServer(folder / "valkey", port=ports.redis)
     try:
+        valkey.start()
         entra = ServerThread(name="entra-emulator", port=ports.entra, tls=tls)
         servers.append(entra)
         dataverse = ServerThread(name="dataverse-emulator", port=ports.dataverse, tls=tls)
@@ -87,6 +94,7 @@ def start_stack(
             entra_url=entra.url,
             dataverse_url=dataverse.url,
             api_url=api.url if api else "",
+            redis_url=valkey.url,
         )
         write_env(folder / "stack.env", settings)
 
@@ -110,6 +118,7 @@ def start_stack(
     except BaseException:
         for server in reversed(servers):
             server.stop()
+        valkey.stop()
         raise
     return RunningStack(
         tenant=tenant,
@@ -120,6 +129,7 @@ def start_stack(
         api=api,
         entra_app=entra_app,
         dataverse_app=dataverse_app,
+        valkey=valkey,
         _servers=servers,
     )
 

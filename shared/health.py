@@ -8,6 +8,12 @@ unauthenticated request: any HTTP answer, normally 401, counts as reachable). No
 used and nothing secret is shown. Results are kept for `CHECK_INTERVAL` seconds so that an
 anonymous caller cannot turn the endpoint into load on Entra or Dataverse. 200 when everything
 is ready, else 503.
+
+`sharedStore` is "off" without REDIS_URL, else the store's breaker state: "ok", or "degraded"
+while calls to it fail. A degraded store does not make the instance unready (the API works
+without it, each instance on its own), so it still answers 200. The check PINGs the store (kept
+like the other checks; it feeds the breaker), and the breaker's state is read live on every
+answer, since it costs nothing and changes within seconds.
 """
 
 from __future__ import annotations
@@ -51,7 +57,12 @@ def _check() -> dict[str, str]:
     try:
         rt = runtime()
     except SettingsError:
-        return {"settings": "invalid", "signingKeys": "unknown", "dataverse": "unknown"}
+        return {
+            "settings": "invalid",
+            "signingKeys": "unknown",
+            "dataverse": "unknown",
+            "sharedStore": "unknown",
+        }
     checks = {"settings": "ok"}
     try:
         rt.keys.current()
@@ -62,7 +73,20 @@ def _check() -> dict[str, str]:
     checks["dataverse"] = (
         "reachable" if _dataverse_reachable(rt.settings.dataverse_url) else "unreachable"
     )
+    if rt.store is not None:
+        rt.store.ping()  # within REDIS_TIMEOUT_SECONDS; at once while the breaker is open
+    checks["sharedStore"] = _store_state()
     return checks
+
+
+def _store_state() -> str:
+    from shared.runtime import runtime
+
+    try:
+        store = runtime().store
+    except SettingsError:
+        return "unknown"
+    return "off" if store is None else store.state
 
 
 def checks(*, now: float | None = None) -> dict[str, str]:
@@ -71,7 +95,10 @@ def checks(*, now: float | None = None) -> dict[str, str]:
     with _lock:
         if _last is None or moment - _last[0] >= CHECK_INTERVAL:
             _last = (moment, _check())
-        return _last[1]
+        kept = _last[1]
+    if kept["settings"] != "ok":
+        return kept
+    return {**kept, "sharedStore": _store_state()}
 
 
 def forget() -> None:

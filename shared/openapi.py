@@ -402,6 +402,8 @@ HEALTH_SCHEMA: dict[str, Any] = {
                     "enum": ["ok", "stale", "unavailable", "unknown"],
                 },
                 "dataverse": {"type": "string", "enum": ["reachable", "unreachable", "unknown"]},
+                # off: no REDIS_URL; degraded: failing, the API works without it (still 200)
+                "sharedStore": {"type": "string", "enum": ["ok", "degraded", "off", "unknown"]},
             },
             "additionalProperties": {"type": "string"},
         },
@@ -574,7 +576,9 @@ def _health_path() -> dict[str, Any]:
             "operationId": "health",
             "summary": "Readiness of this instance",
             "description": "Whether settings load, the tenant's signing keys are available and "
-            "the backend is reachable. Anonymous; results are kept for a short while.",
+            "the backend is reachable. Anonymous; results are kept for a short while. "
+            "`sharedStore` (the store shared by all instances) is informative: `degraded` still "
+            "answers 200, since each instance works without it.",
             "tags": ["Service"],
             "security": [],
             "responses": {

@@ -130,7 +130,7 @@ def stack(
     It shares the session's key material (one CA), not the `entra`/`dataverse` servers.
     """
     db_path = tmp_path_factory.mktemp("stack") / "dataverse.sqlite"
-    running = start_stack(material.folder, ports=Ports(0, 0, 0), db_path=db_path)
+    running = start_stack(material.folder, ports=Ports(0, 0, 0, 0), db_path=db_path)
     runtime.reset()  # the API in this process reads the settings the stack just exported
     health.forget()
     yield running

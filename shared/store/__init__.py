@@ -16,6 +16,7 @@ start when no store is configured.
 
 from __future__ import annotations
 
+from shared.store.breaker import Breaker
 from shared.store.client import Store, StoreScript, build_store
 
-__all__ = ["Store", "StoreScript", "build_store"]
+__all__ = ["Breaker", "Store", "StoreScript", "build_store"]

@@ -7,7 +7,15 @@ off, so a dead or stalled server costs a caller one timeout, never a multiple of
 
 Every operation goes through `_call`, the one place where redis-py's errors (and OSError, which
 sockets and TLS raise) are caught and turned into "unavailable": None for reads and scripts,
-False for writes. Callers never see an exception and treat "unavailable" as a miss.
+False for writes. Callers never see an exception and treat "unavailable" as a miss. `_call` also
+consults the circuit breaker (shared/store/breaker.py): while it is open, calls answer
+"unavailable" without touching the network.
+
+Every failure counts toward the breaker, including errors the server answered (OOM when full,
+READONLY during a failover, a script error): a store that refuses work is as good as absent, and
+an error that repeats shows in the logs as a breaker that keeps opening. One does not: the pool
+having no free connection (`MaxConnectionsError`) says this instance is busy, not that the store
+is down, so it fails only that call.
 """
 
 from __future__ import annotations
@@ -15,8 +23,12 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import sys
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from shared.store.breaker import Breaker
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -62,14 +74,15 @@ class Store:
     """Fail-open access to the shared Redis-protocol store. No method ever raises: a timeout,
     a refused connection, an OOM/READONLY error answers None (or False for writes)."""
 
-    def __init__(self, client: Any, *, key_prefix: str) -> None:
-        from redis.exceptions import RedisError
+    def __init__(self, client: Any, *, key_prefix: str, breaker: Breaker) -> None:
+        from redis.exceptions import MaxConnectionsError, RedisError
 
         self._client = client
         self.key_prefix = f"{key_prefix}:"
+        self._breaker = breaker
         # OSError: sockets and TLS raise it directly in a few paths redis-py does not wrap.
         self._errors: tuple[type[Exception], ...] = (RedisError, OSError)
-        self._failing = False
+        self._busy: type[Exception] = MaxConnectionsError
 
     def key(self, *parts: str) -> str:
         """A key under this app's namespace: `capi:part1:part2`."""
@@ -98,10 +111,14 @@ class Store:
         """Register a Lua script (no network call until it first runs)."""
         return StoreScript(self, self._client.register_script(source))
 
+    def ping(self) -> bool:
+        """True when the store answers (a health check: it feeds the breaker like any call)."""
+        return self._call(lambda client: client.ping()) is True
+
     @property
     def state(self) -> str:
-        """Either "ok", or "degraded" when the last call failed."""
-        return "degraded" if self._failing else "ok"
+        """Either "ok", or "degraded" while the breaker is open (a call failed)."""
+        return self._breaker.state
 
     def close(self) -> None:
         with contextlib.suppress(*self._errors):
@@ -109,20 +126,47 @@ class Store:
 
     def _call(self, operation: Callable[[Any], T]) -> T | _Unavailable:
         """Run one operation; every failure becomes UNAVAILABLE (never a key or value in logs)."""
+        if not self._breaker.allow():
+            return UNAVAILABLE
         try:
             result = operation(self._client)
-        except self._errors:
-            self._failing = True
+        except self._busy:
             return UNAVAILABLE
-        self._failing = False
+        except self._errors as exc:
+            self._breaker.failed(type(exc).__name__)
+            return UNAVAILABLE
+        self._breaker.succeeded()
         return result
 
 
-def build_store(settings: Settings) -> Store | None:
-    """The process's store, or None when REDIS_URL is unset. Connects on first use, not here."""
+def _import_redis() -> ModuleType:
+    """redis-py, without the OpenTelemetry SDK it loads at import when it finds it installed.
+
+    redis-py records metrics through OpenTelemetry only when told to (we never do), but imports
+    the SDK eagerly if present, and azure-monitor-opentelemetry installs it: a large part of
+    redis-py's import time, and telemetry code that this app loads only with a connection
+    string (shared/telemetry.py). When OpenTelemetry is not loaded yet, it is hidden while
+    redis-py loads, which then behaves as where it is not installed (a case it supports: its
+    OpenTelemetry imports are optional). Runs once, from `runtime.build`, under its lock.
+    """
+    if "opentelemetry" in sys.modules:  # telemetry is on: nothing to save
+        import redis
+
+        return redis
+    sys.modules["opentelemetry"] = None  # type: ignore[assignment]  # import raises ImportError
+    try:
+        import redis
+    finally:
+        del sys.modules["opentelemetry"]
+    return redis
+
+
+def build_store(settings: Settings, *, breaker: Breaker | None = None) -> Store | None:
+    """The process's store, or None when REDIS_URL is unset. Connects on first use, not here.
+    `breaker`: one with a clock of the caller's (tests)."""
     if settings.redis_url is None:
         return None
-    import redis
+    redis = _import_redis()
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
@@ -133,6 +177,12 @@ def build_store(settings: Settings) -> Store | None:
         retry=Retry(NoBackoff(), 0),
         max_connections=MAX_CONNECTIONS,
         health_check_interval=HEALTH_CHECK_INTERVAL,
-        client_name="central-api",
+        client_name="central-api",  # in CLIENT LIST, for operators
+        # No CLIENT SETINFO: two round trips more on every new connection, for nothing we read.
+        driver_info=None,
     )
-    return Store(client, key_prefix=settings.redis_key_prefix)
+    return Store(
+        client,
+        key_prefix=settings.redis_key_prefix,
+        breaker=breaker or Breaker(settings.redis_breaker_seconds),
+    )

@@ -88,3 +88,19 @@ def test_redis_is_imported_only_when_a_store_is_built() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_building_a_store_loads_no_opentelemetry(valkey: ValkeyServer) -> None:
+    """redis-py would load the OpenTelemetry SDK it finds installed; without a connection
+    string this app loads none of it (tests/security/test_logs.py, end to end)."""
+    code = (
+        "import sys; from shared.store import build_store; "
+        "from tests.store.conftest import settings_for; "
+        f"store = build_store(settings_for({valkey.url!r})); "
+        "assert store is not None and store.ping(); store.close(); "
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
