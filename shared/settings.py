@@ -147,10 +147,10 @@ class Settings:
                 "setting REDIS_KEY_PREFIX must be 1 to 64 letters, digits, '_', '.' or '-'"
             )
         obo_wait = float(number("OBO_SHARED_WAIT_SECONDS", 2.0, float))
-        if obo_wait > 10:
+        if not 0 <= obo_wait <= 10:  # written so that NaN fails too
             # A wait is spent of the request's budget; an exchange slower than this is a failing
             # token endpoint, better met by each instance's own exchange (and its error).
-            raise SettingsError("setting OBO_SHARED_WAIT_SECONDS must be at most 10")
+            raise SettingsError("setting OBO_SHARED_WAIT_SECONDS must be 0 to 10")
         allowed = _client_app_ids(optional("ALLOWED_CLIENT_APP_IDS"))
         return cls(
             tenant_id=guid("AZURE_TENANT_ID"),

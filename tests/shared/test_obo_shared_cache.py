@@ -25,10 +25,11 @@ from devstack.tenant import Tenant
 from devstack.valkey import ValkeyServer, free_port
 from shared.downstream import CachedToken, DownstreamTokens, Lookup, SharedTokenCache
 from shared.downstream.cache import MARGIN_SECONDS
-from shared.settings import Settings
+from shared.settings import Settings, SettingsError
 from shared.store import Store, StoreScript, build_store
 from tests.conftest import Emulator
 from tests.shared.test_downstream import OBO, settings, token_requests, user_token
+from tests.shared.test_settings import GOOD
 
 SCOPES = ("https://dataverse.example/user_impersonation",)
 DATA_KEY = bytes(range(32))
@@ -352,3 +353,14 @@ def test_a_lock_that_is_no_longer_ours_is_not_released(store: Store, raw: redis.
         assert written is None
         raw.set(lock, b"next-holder", px=5000)  # ours expired and another instance took it
     assert raw.get(lock) == b"next-holder"
+
+
+# --- the setting ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["-1", "10.5", "nan", "inf", "soon"])
+def test_the_wait_is_0_to_10_seconds_and_a_bad_one_names_the_setting(value: str) -> None:
+    with pytest.raises(SettingsError, match="OBO_SHARED_WAIT_SECONDS"):
+        Settings.from_env({**GOOD, "OBO_SHARED_WAIT_SECONDS": value})
+    assert Settings.from_env({**GOOD, "OBO_SHARED_WAIT_SECONDS": "0"}).obo_shared_wait_seconds == 0
+    assert Settings.from_env(GOOD).obo_shared_wait_seconds == 2.0
