@@ -259,6 +259,7 @@ class DownstreamTokens:
             else:
                 found = self._l2.get(lookup)
                 if found is None:
+                    self._client(obo=True)  # built (discovery and all) before the lock
                     with self._l2.turn(lookup) as written_meanwhile:  # one across instances
                         found = written_meanwhile
                         if found is None:
