@@ -1,4 +1,7 @@
-"""Downstream tokens: On-Behalf-Of and client credentials for Dataverse."""
+"""Downstream tokens: On-Behalf-Of and client credentials for Dataverse.
+
+`shared.downstream.shared_cache` (L2 of the On-Behalf-Of cache) is imported from there, and only
+when a shared store is configured: without one, a cold start does not pay for it."""
 
 from shared.downstream.cache import CachedToken, CacheLevel, Lookup, TokenCache, cache_key
 from shared.downstream.errors import (
@@ -10,7 +13,6 @@ from shared.downstream.errors import (
     TokenServiceTimeout,
     TokenServiceUnavailable,
 )
-from shared.downstream.shared_cache import SharedTokenCache
 from shared.downstream.tokens import DownstreamTokens
 
 __all__ = [
@@ -23,7 +25,6 @@ __all__ = [
     "DownstreamTokenError",
     "DownstreamTokens",
     "Lookup",
-    "SharedTokenCache",
     "TokenCache",
     "TokenServiceTimeout",
     "TokenServiceUnavailable",

@@ -49,10 +49,10 @@ from shared.downstream.errors import (
     TokenServiceUnavailable,
 )
 from shared.downstream.flight import SingleFlight
-from shared.downstream.shared_cache import SharedTokenCache
 from shared.settings import Settings
 
 if TYPE_CHECKING:
+    from shared.downstream.shared_cache import SharedTokenCache
     from shared.store import Store
 
 # Seconds MSAL holds a 429 or 5xx from the token endpoint that came without Retry-After
@@ -184,13 +184,13 @@ class DownstreamTokens:
         # One requests session per MSAL client: MSAL's back-off is per client, so is ours.
         self._answers = {True: _Answers(), False: _Answers()}
         self._l1 = TokenCache(settings.obo_cache_size, clock=clock)
-        self._l2 = (
-            None
-            if store is None
-            else SharedTokenCache(
+        self._l2: SharedTokenCache | None = None
+        if store is not None:
+            from shared.downstream.shared_cache import SharedTokenCache
+
+            self._l2 = SharedTokenCache(
                 store, settings.data_key, wait=settings.obo_shared_wait_seconds, clock=clock
             )
-        )
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._build_lock = threading.Lock()
         self._app_flight: SingleFlight[str] = SingleFlight()

@@ -23,8 +23,9 @@ import requests
 from devstack.pki import Material
 from devstack.tenant import Tenant
 from devstack.valkey import ValkeyServer, free_port
-from shared.downstream import CachedToken, DownstreamTokens, Lookup, SharedTokenCache
+from shared.downstream import CachedToken, DownstreamTokens, Lookup
 from shared.downstream.cache import MARGIN_SECONDS
+from shared.downstream.shared_cache import SharedTokenCache
 from shared.settings import Settings, SettingsError
 from shared.store import Store, StoreScript, build_store
 from tests.conftest import Emulator
