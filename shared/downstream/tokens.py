@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.downstream.cache import CachedToken, Lookup, TokenCache
+from shared.downstream.cache import CachedToken, CacheLevel, Lookup, TokenCache
 from shared.downstream.errors import (
     AssertionRejected,
     ClaimsChallenge,
@@ -191,6 +191,9 @@ class DownstreamTokens:
             self._l2 = SharedTokenCache(
                 store, settings.data_key, wait=settings.obo_shared_wait_seconds, clock=clock
             )
+        self._levels: tuple[CacheLevel, ...] = (
+            (self._l1,) if self._l2 is None else (self._l1, self._l2)
+        )
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._build_lock = threading.Lock()
         self._app_flight: SingleFlight[str] = SingleFlight()
@@ -239,9 +242,8 @@ class DownstreamTokens:
         `stale`, a token Dataverse has refused."""
         lookup = Lookup.of(incoming_token, self.user_scopes)
         if stale is not None:
-            self._l1.discard(lookup, stale)
-            if self._l2 is not None:
-                self._l2.discard(lookup, stale)
+            for level in self._levels:
+                level.discard(lookup, stale)
         return self._dataverse_token(lookup).access_token
 
     def _dataverse_token(self, lookup: Lookup) -> CachedToken:
