@@ -232,11 +232,15 @@ def _key_bytes(text: str) -> bytes | None:
     return key
 
 
-def _subscription_keys(raw: str) -> dict[str, tuple[str, ...]]:
+def _json(name: str, raw: str) -> object:
     try:
-        data = json.loads(raw)
+        return json.loads(raw)
     except ValueError:
-        raise SettingsError("setting SUBSCRIPTION_KEYS must be JSON") from None
+        raise SettingsError(f"setting {name} must be JSON") from None
+
+
+def _subscription_keys(raw: str) -> dict[str, tuple[str, ...]]:
+    data = _json("SUBSCRIPTION_KEYS", raw)
     if not isinstance(data, dict) or not data:
         raise SettingsError('setting SUBSCRIPTION_KEYS must be {"name": ["key", ...], ...}')
     keys: dict[str, tuple[str, ...]] = {}
@@ -268,11 +272,7 @@ def _client_app_ids(raw: str | None) -> frozenset[str]:
     name = "ALLOWED_CLIENT_APP_IDS"
     if raw is None:
         return frozenset()
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise SettingsError(f"setting {name} must be JSON") from None
-    return _guids(data, f"setting {name} must be a JSON list of GUIDs")
+    return _guids(_json(name, raw), f"setting {name} must be a JSON list of GUIDs")
 
 
 def _subscription_client_app_ids(
@@ -284,10 +284,7 @@ def _subscription_client_app_ids(
     name = "SUBSCRIPTION_CLIENT_APP_IDS"
     if raw is None:
         return {}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise SettingsError(f"setting {name} must be JSON") from None
+    data = _json(name, raw)
     if not isinstance(data, dict):
         raise SettingsError(f'setting {name} must be {{"subscription name": ["client id", ...]}}')
     bound: dict[str, frozenset[str]] = {}

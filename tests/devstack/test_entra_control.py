@@ -157,16 +157,30 @@ def test_sign_over_http_and_in_process(
 # --- access-token version ------------------------------------------------------------------------
 
 
+class Apps:
+    """`/_emulator/apps`: the app registrations' token settings, read and changed over HTTP."""
+
+    def __init__(self, entra: Any, control: requests.Session) -> None:
+        self.url = f"{entra.url}/_emulator/apps"
+        self.control = control
+
+    def put(self, app: str, body: Any) -> requests.Response:
+        return self.control.put(f"{self.url}/{app}", json=body)
+
+    def listed(self, app: str) -> dict[str, Any]:
+        listed: dict[str, Any] = self.control.get(self.url).json()["apps"][app]
+        return listed
+
+
+@pytest.fixture
+def apps(entra: Any, control: requests.Session) -> Apps:
+    return Apps(entra, control)
+
+
 def test_switch_central_api_to_v1_tokens(
-    entra: Any,
-    tenant: Tenant,
-    control: requests.Session,
-    app_token: Callable[[], str],
-    validator: Validator,
+    tenant: Tenant, apps: Apps, app_token: Callable[[], str], validator: Validator
 ) -> None:
-    response = control.put(
-        f"{entra.url}/_emulator/apps/central-api", json={"access_token_version": 1}
-    )
+    response = apps.put("central-api", {"access_token_version": 1})
     assert response.json() == {
         "name": "central-api",
         "access_token_version": 1,
@@ -179,31 +193,15 @@ def test_switch_central_api_to_v1_tokens(
     assert claims["ver"] == "1.0"
     assert claims["appid"] == tenant.app("dealer-sync").client_id
     assert claims["idtyp"] == "app"
-    apps = control.get(f"{entra.url}/_emulator/apps").json()["apps"]
-    assert apps["central-api"]["access_token_version"] == 1
-    assert (
-        control.put(
-            f"{entra.url}/_emulator/apps/central-api", json={"access_token_version": 3}
-        ).status_code
-        == 400
-    )
-    assert (
-        control.put(
-            f"{entra.url}/_emulator/apps/nope", json={"access_token_version": 1}
-        ).status_code
-        == 400
-    )
+    assert apps.listed("central-api")["access_token_version"] == 1
+    assert apps.put("central-api", {"access_token_version": 3}).status_code == 400
+    assert apps.put("nope", {"access_token_version": 1}).status_code == 400
 
 
 def test_remove_the_optional_idtyp_claim(
-    entra: Any,
-    tenant: Tenant,
-    control: requests.Session,
-    app_token: Callable[[], str],
-    validator: Validator,
+    tenant: Tenant, apps: Apps, app_token: Callable[[], str], validator: Validator
 ) -> None:
-    url = f"{entra.url}/_emulator/apps/central-api"
-    response = control.put(url, json={"optional_claims": []})
+    response = apps.put("central-api", {"optional_claims": []})
     assert response.json() == {
         "name": "central-api",
         "access_token_version": 2,
@@ -212,13 +210,13 @@ def test_remove_the_optional_idtyp_claim(
     claims = validator.api_claims(app_token())
     assert "idtyp" not in claims
     assert claims["oid"] == claims["sub"]
-    apps = control.get(f"{entra.url}/_emulator/apps").json()["apps"]
-    assert apps["central-api"]["optional_claims"] == []
+    assert apps.listed("central-api")["optional_claims"] == []
     for bad in ({"optional_claims": ["groups"]}, {"optional_claims": "idtyp"}, {}):
-        assert control.put(url, json=bad).status_code == 400
+        assert apps.put("central-api", bad).status_code == 400
     # All or nothing: a bad claim name leaves the version alone too.
-    assert control.put(url, json={"access_token_version": 1, "optional_claims": ["x"]}).ok is False
-    assert control.get(f"{entra.url}/_emulator/apps").json()["apps"]["central-api"] == {
+    both = {"access_token_version": 1, "optional_claims": ["x"]}
+    assert apps.put("central-api", both).ok is False
+    assert apps.listed("central-api") == {
         "client_id": tenant.app("central-api").client_id,
         "access_token_version": 2,
         "optional_claims": [],

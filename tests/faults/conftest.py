@@ -10,6 +10,7 @@ API host with the emulators' fault injection (`devstack.control.Fault`).
   a new `uti` and `iat` make a distinct token (its own validation and OBO cache entries) for the
   same identity.
 - `all_at_once` sends one GET per token, every caller released at the same moment.
+- `key_ring` rotates Entra's signing keys (`KeyRing`), restoring them afterwards.
 """
 
 from __future__ import annotations
@@ -113,6 +114,59 @@ def mint_user(api: Api, user: str, client: str = "portal") -> str:
 
 def mint_app(api: Api, app: str = "dealer-sync") -> str:
     return _resign(api, api.app_token(app))
+
+
+def kid_of(token: str) -> str:
+    return str(jwt.get_unverified_header(token)["kid"])
+
+
+class KeyRing:
+    """Entra's key rollover, driven through its control plane: `rotate()` publishes a new key
+    and signs with it, `retire(kid)` withdraws one. Afterwards the original key signs again,
+    every key the test added and left published is retired, and the session forgets the demo
+    tokens those keys signed."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.original = next(
+            k["kid"] for k in api.entra_control("GET", "keys")["keys"] if k["active"]
+        )
+        self.added: list[str] = []
+        self.retired: list[str] = []
+
+    def _keys(self, action: str, kid: str) -> None:
+        self.api.entra_control("POST", "keys", json={"action": action, "kid": kid})
+
+    def rotate(self) -> str:
+        new = str(self.api.entra_control("POST", "keys", json={"action": "add"})["kid"])
+        self.added.append(new)
+        self._keys("promote", new)
+        return new
+
+    def sign_with_original(self) -> None:
+        """Sign with the original key again, the new one still published. (The Dataverse
+        emulator does not refresh its own key cache, so Dataverse tokens must come from the
+        original key.)"""
+        self._keys("promote", self.original)
+
+    def retire(self, kid: str) -> None:
+        self._keys("retire", kid)
+        if kid in self.added:
+            self.added.remove(kid)
+        self.retired.append(kid)
+
+    def restore(self) -> None:
+        self.sign_with_original()
+        for kid in self.added:
+            self._keys("retire", kid)
+        self.api.forget_tokens_signed_by([*self.retired, *self.added])
+
+
+@pytest.fixture
+def key_ring(faults: Api) -> Iterator[KeyRing]:
+    ring = KeyRing(faults)
+    yield ring
+    ring.restore()
 
 
 def token_posts(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -50,6 +50,7 @@ FLOOD = 80  # more than the host's 64 threads
 RETRY_AFTER = 15  # seconds: well within the request budget (25 s), so today's API sleeps it out
 HOLD_MS = 2000  # how long Dataverse takes to throttle each of the attacker's requests
 PROMPT_SECONDS = 3.0  # the issue's bound for the victim's calls (18.9 s before the fix)
+VICTIM_PATHS = ["/api/customers?pageSize=5", "/api/cases?pageSize=5"]
 
 
 @dataclass
@@ -116,20 +117,20 @@ def attack(
     caplog: pytest.LogCaptureFixture,
     *,
     attacker: dict[str, str],
-    target: str,
-    dataverse_path: str,
-    victim: dict[str, str],
-    victim_paths: list[str],
-    victim_oid: str,
+    target: tuple[str, str],
+    victim: str,
 ) -> None:
-    """Throttle the attacker's reads of `target`, flood it, and time the victim's calls."""
+    """Throttle the attacker's reads of `target` (the API's path to a record only the attacker
+    reads, and Dataverse's), flood it, and time the calls of `victim` (a user)."""
+    path_to_record, dataverse_path = target
+    as_victim = {"user": victim}
     cap = runtime().settings.max_concurrent_requests_per_caller
     assert 0 < cap < FLOOD // 2
     token = (
         api.app_token(attacker["app"]) if "app" in attacker else api.user_token(attacker["user"])
     )
-    for path in victim_paths:  # the victim's own caches are warm, as they were in the review
-        assert api.call("GET", path, **victim).status_code == 200
+    for path in VICTIM_PATHS:  # the victim's own caches are warm, as they were in the review
+        assert api.call("GET", path, **as_victim).status_code == 200
     fault_id = add_fault(
         api, "dataverse", path=dataverse_path, method="GET", status=429, retry_after=RETRY_AFTER,
         delay_ms=HOLD_MS,
@@ -138,11 +139,11 @@ def attack(
     caplog.set_level(logging.INFO, logger="central_api")
     victim_calls: list[tuple[float, requests.Response]] = []
     try:
-        with flood(api, target, token) as flooding:
+        with flood(api, path_to_record, token) as flooding:
             wait_for_hits(api, fault_id, cap)  # the attacker's admitted requests are all held
             for _ in range(2):
-                for path in victim_paths:
-                    victim_calls.append(timed_call(api, path, **victim))
+                for path in VICTIM_PATHS:
+                    victim_calls.append(timed_call(api, path, **as_victim))
             overlapped = flooding.running()
         answers = flooding.answers()
     finally:
@@ -157,7 +158,7 @@ def attack(
     for _, response in victim_calls:
         assert response.status_code == 200, response.text
         assert response.json()["items"]
-        assert by_cid[response.headers["x-correlation-id"]]["caller"]["oid"] == victim_oid
+        assert by_cid[response.headers["x-correlation-id"]]["caller"]["oid"] == oid(api, victim)
 
     # The attacker: most requests beyond the cap refused at once, before anything downstream.
     refused = [(cid, r) for cid, r in answers if r.status_code == 429]
@@ -185,23 +186,15 @@ def attack(
 
     # Every place was given back, including by the requests that failed.
     assert len(runtime().callers) == 0
-    assert api.call("GET", target, **attacker).status_code == 200
+    assert api.call("GET", path_to_record, **attacker).status_code == 200
 
 
 def test_alice_throttled_and_flooding_cannot_starve_bob(
     faults: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
-    record = new_customer(faults, "alice")
-    attack(
-        faults,
-        caplog,
-        attacker={"user": "alice"},
-        target=f"/api/customers/{record['id']}",
-        dataverse_path=f"/api/data/v9.2/contacts({record['id']})",
-        victim={"user": "bob"},
-        victim_paths=["/api/customers?pageSize=5", "/api/cases?pageSize=5"],
-        victim_oid=oid(faults, "bob"),
-    )
+    record = new_customer(faults, "alice")["id"]
+    target = (f"/api/customers/{record}", f"/api/data/v9.2/contacts({record})")
+    attack(faults, caplog, attacker={"user": "alice"}, target=target, victim="bob")
 
 
 def test_dealer_sync_throttled_and_flooding_cannot_starve_alice(
@@ -209,13 +202,6 @@ def test_dealer_sync_throttled_and_flooding_cannot_starve_alice(
 ) -> None:
     vin = "1HGCM" + uuid.uuid4().hex[:12].upper()  # hex has no I, O or Q
     vehicle = create(faults, "vehicles", {"name": "Flood car", "vin": vin}, app="dealer-sync")
-    attack(
-        faults,
-        caplog,
-        attacker={"app": "dealer-sync"},
-        target=f"/api/vehicles/{vehicle['id']}",
-        dataverse_path=f"/api/data/v9.2/bos_vehicles({vehicle['id']})",
-        victim={"user": "alice"},
-        victim_paths=["/api/customers?pageSize=5", "/api/cases?pageSize=5"],
-        victim_oid=oid(faults, "alice"),
-    )
+    record = vehicle["id"]
+    target = (f"/api/vehicles/{record}", f"/api/data/v9.2/bos_vehicles({record})")
+    attack(faults, caplog, attacker={"app": "dealer-sync"}, target=target, victim="alice")

@@ -11,10 +11,6 @@ in detail: tests/security/test_review_key_age.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import jwt
-import pytest
 import requests
 
 from shared import health
@@ -23,11 +19,13 @@ from tests.api.test_openapi import conforms
 from tests.faults.conftest import (
     DISCOVERY_PATH,
     Clock,
+    KeyRing,
     Restart,
     add_fault,
     all_at_once,
     assert_error,
     key_fetches,
+    kid_of,
     mint_user,
     retry_after,
 )
@@ -36,47 +34,6 @@ LIST = "/api/customers?pageSize=1"
 MAX_AGE = 86_400  # the defaults of SIGNING_KEYS_MAX_AGE_SECONDS and SIGNING_KEYS_GRACE_SECONDS
 GRACE = 3_600
 THIRTY_DAYS = 30 * 86_400
-
-
-class Rotation:
-    """A second key at Entra, to be retired by the test; the original key signs again
-    (the Dataverse emulator trusts only it). Whatever is left published is retired after."""
-
-    def __init__(self, api: Api) -> None:
-        self.api = api
-        self.original = next(
-            k["kid"] for k in api.entra_control("GET", "keys")["keys"] if k["active"]
-        )
-        self.extra: str | None = None
-
-    def keys(self, action: str, kid: str) -> None:
-        self.api.entra_control("POST", "keys", json={"action": action, "kid": kid})
-
-    def token_from_a_second_key(self, user: str) -> str:
-        """A token signed with a newly published key, then the original key signs again."""
-        self.extra = str(self.api.entra_control("POST", "keys", json={"action": "add"})["kid"])
-        self.keys("promote", self.extra)
-        token = mint_user(self.api, user)
-        self.keys("promote", self.original)
-        assert jwt.get_unverified_header(token)["kid"] == self.extra
-        return token
-
-    def retire(self) -> None:
-        assert self.extra is not None
-        self.keys("retire", self.extra)
-        self.extra = None
-
-    def restore(self) -> None:
-        self.keys("promote", self.original)
-        if self.extra is not None:
-            self.retire()
-
-
-@pytest.fixture
-def rotation(faults: Api) -> Iterator[Rotation]:
-    ring = Rotation(faults)
-    yield ring
-    ring.restore()
 
 
 def health_check(api: Api) -> requests.Response:
@@ -89,13 +46,16 @@ def health_check(api: Api) -> requests.Response:
 
 
 def test_a_key_retired_at_entra_is_refused_thirty_days_later(
-    fresh: Restart, faults: Api, rotation: Rotation
+    fresh: Restart, faults: Api, key_ring: KeyRing
 ) -> None:
     clock = Clock()
     rt = fresh(key_clock=clock)
-    signed_by_retired = rotation.token_from_a_second_key("alice")
+    extra = key_ring.rotate()  # a token signed with a newly published key...
+    signed_by_retired = mint_user(faults, "alice")
+    key_ring.sign_with_original()  # ...then the original key signs again
+    assert kid_of(signed_by_retired) == extra
     assert faults.call("GET", LIST, token=signed_by_retired).status_code == 200  # keys cached
-    rotation.retire()
+    key_ring.retire(extra)
     assert faults.call("GET", LIST, token=signed_by_retired).status_code == 200  # still trusted
     entra_mark, dv_mark = faults.marks()
 

@@ -18,52 +18,44 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import jwt
 import pytest
 import requests
 
 from shared.downstream.cache import CachedToken, Lookup, TokenCache
 from tests.api.conftest import Api
 from tests.api.contract_helpers import CLIENT_CREDENTIALS, OBO_GRANT, client_id, oid
-from tests.faults.conftest import DATAVERSE_PATH, Restart, add_fault, assert_error
+from tests.faults.conftest import DATAVERSE_PATH, KeyRing, Restart, add_fault, assert_error, kid_of
 
 VEHICLES = "/api/vehicles?pageSize=1"
 CUSTOMERS = "/api/customers?pageSize=1"
 
 
-class Rollover:
-    """Entra's signing keys, driven through the control planes. The emulator's original keys
-    stay published throughout (the demo tokens the tests send are signed with them); only keys
-    added here are retired, and the original signing key is restored afterwards."""
+class Rollover(KeyRing):
+    """Entra's signing keys, driven through the control planes, with the Dataverse emulator
+    told to fetch the key set after each change. The emulator's original keys stay published
+    throughout (the demo tokens the tests send are signed with them); only keys added here are
+    retired, and the original signing key is restored afterwards."""
 
     def __init__(self, api: Api) -> None:
-        self.api = api
-        keys = api.entra_control("GET", "keys")["keys"]
-        self.original = next(k["kid"] for k in keys if k["active"])
-        self.added: list[str] = []
+        super().__init__(api)
         # The session's dealer-sync token is fetched on first use: fetch it now, signed with
         # the original key, not with a key this test retires.
-        assert jwt.get_unverified_header(api.app_token("dealer-sync"))["kid"] == self.original
+        assert kid_of(api.app_token("dealer-sync")) == self.original
 
-    def sign_with_new_key(self) -> str:
-        kid = str(self.api.entra_control("POST", "keys", json={"action": "add"})["kid"])
-        self.added.append(kid)
-        self.api.entra_control("POST", "keys", json={"action": "promote", "kid": kid})
+    def rotate(self) -> str:
+        kid = super().rotate()
         self.dataverse_learns_the_keys()
         return kid
 
     def retire(self, kid: str) -> None:
-        self.api.entra_control("POST", "keys", json={"action": "retire", "kid": kid})
-        self.added.remove(kid)
+        super().retire(kid)
         self.dataverse_learns_the_keys()
 
     def dataverse_learns_the_keys(self) -> list[str]:
         return list(self.api.dataverse_control("POST", "keys/refresh")["kids"])
 
     def restore(self) -> None:
-        self.api.entra_control("POST", "keys", json={"action": "promote", "kid": self.original})
-        for kid in list(self.added):
-            self.retire(kid)
+        super().restore()
         self.dataverse_learns_the_keys()
 
 
@@ -96,11 +88,11 @@ def test_an_app_token_signed_by_a_retired_key_is_dropped_and_fetched_again(
     fresh: Restart, faults: Api, rollover: Rollover
 ) -> None:
     fresh()
-    old_key = rollover.sign_with_new_key()
+    old_key = rollover.rotate()
     first = call(faults, VEHICLES, app="dealer-sync")  # the API's token, signed by `old_key`
     assert first.status_code == 200, first.text
 
-    rollover.sign_with_new_key()
+    rollover.rotate()
     rollover.retire(old_key)  # Dataverse no longer trusts the cached token
     entra, dataverse = faults.marks()
     answer = call(faults, VEHICLES, app="dealer-sync")
@@ -115,18 +107,6 @@ def test_an_app_token_signed_by_a_retired_key_is_dropped_and_fetched_again(
     entra, _ = faults.marks()
     assert call(faults, VEHICLES, app="dealer-sync").status_code == 200
     assert grants(faults, entra, CLIENT_CREDENTIALS) == []  # the new token is cached
-
-
-def test_an_app_token_refused_twice_is_502(fresh: Restart, faults: Api) -> None:
-    fresh()
-    assert call(faults, VEHICLES, app="dealer-sync").status_code == 200
-    add_fault(faults, "dataverse", path=DATAVERSE_PATH, status=401, count=2)
-    entra, dataverse = faults.marks()
-
-    answer = call(faults, VEHICLES, app="dealer-sync")
-    assert_error(answer, 502, "backend_auth_failed")
-    assert [a["status"] for a in sent(faults, answer, dataverse)] == [401, 401]
-    assert len(grants(faults, entra, CLIENT_CREDENTIALS)) == 1
 
 
 # --- the user's token (On-Behalf-Of, our own cache) --------------------------------------------
@@ -155,16 +135,28 @@ def test_a_refused_obo_token_is_dropped_and_exchanged_again_once(
     assert grants(faults, entra, OBO_GRANT) == []
 
 
-def test_an_obo_token_refused_twice_is_502(fresh: Restart, faults: Api) -> None:
+# --- refused again: 502 in both modes -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "caller", "grant_type"),
+    [
+        pytest.param(VEHICLES, {"app": "dealer-sync"}, CLIENT_CREDENTIALS, id="app-token"),
+        pytest.param(CUSTOMERS, {"user": "alice"}, OBO_GRANT, id="obo-token"),
+    ],
+)
+def test_a_token_refused_twice_is_502(
+    fresh: Restart, faults: Api, path: str, caller: dict[str, str], grant_type: str
+) -> None:
     fresh()
-    assert call(faults, CUSTOMERS, user="alice").status_code == 200
+    assert call(faults, path, **caller).status_code == 200
     add_fault(faults, "dataverse", path=DATAVERSE_PATH, status=401, count=2)
     entra, dataverse = faults.marks()
 
-    answer = call(faults, CUSTOMERS, user="alice")
+    answer = call(faults, path, **caller)
     assert_error(answer, 502, "backend_auth_failed")
     assert [a["status"] for a in sent(faults, answer, dataverse)] == [401, 401]
-    assert len(grants(faults, entra, OBO_GRANT)) == 1
+    assert len(grants(faults, entra, grant_type)) == 1
 
 
 # --- in process: only the refused token leaves the cache ----------------------------------------

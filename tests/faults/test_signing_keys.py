@@ -7,7 +7,6 @@ moves (`Clock`), so waiting out a retry or refresh interval takes no time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import jwt
@@ -18,11 +17,13 @@ from tests.faults.conftest import (
     DISCOVERY_PATH,
     JWKS_PATH,
     Clock,
+    KeyRing,
     Restart,
     add_fault,
     all_at_once,
     assert_error,
     key_fetches,
+    kid_of,
     mint_user,
     retry_after,
     settle,
@@ -30,46 +31,6 @@ from tests.faults.conftest import (
 )
 
 LIST = "/api/customers?pageSize=1"
-
-
-class KeyRing:
-    """Entra's key rollover, driven through its control plane: `rotate()` publishes a new key
-    and signs with it; the emulator's original keys are restored afterwards."""
-
-    def __init__(self, api: Api) -> None:
-        self.api = api
-        self.original = next(
-            k["kid"] for k in api.entra_control("GET", "keys")["keys"] if k["active"]
-        )
-        self.added: list[str] = []
-
-    def rotate(self) -> str:
-        new = str(self.api.entra_control("POST", "keys", json={"action": "add"})["kid"])
-        self.added.append(new)
-        self.api.entra_control("POST", "keys", json={"action": "promote", "kid": new})
-        return new
-
-    def sign_with_original(self) -> None:
-        """Sign with the original key again, the new one still published. (The Dataverse
-        emulator does not refresh its own key cache, so Dataverse tokens must come from the
-        original key.)"""
-        self.api.entra_control("POST", "keys", json={"action": "promote", "kid": self.original})
-
-    def restore(self) -> None:
-        self.sign_with_original()
-        for kid in self.added:
-            self.api.entra_control("POST", "keys", json={"action": "retire", "kid": kid})
-
-
-@pytest.fixture
-def key_ring(faults: Api) -> Iterator[KeyRing]:
-    ring = KeyRing(faults)
-    yield ring
-    ring.restore()
-
-
-def _kid(token: str) -> str:
-    return str(jwt.get_unverified_header(token)["kid"])
 
 
 # --- R1 -----------------------------------------------------------------------------------------
@@ -143,7 +104,7 @@ def test_r2_key_endpoint_failing_with_keys_cached_keeps_validating(
     clock = Clock()
     fresh(DOWNSTREAM_TIMEOUT_SECONDS="0.5", key_clock=clock)
     warm, later, unknown_kid = (mint_user(faults, "alice") for _ in range(3))
-    unknown_kid = _resign_with_kid(faults, unknown_kid, "kid-nobody-published")
+    unknown_kid = _resign_withkid_of(faults, unknown_kid, "kid-nobody-published")
     other = mint_user(faults, "bob")
     assert faults.call("GET", LIST, token=warm).status_code == 200  # keys cached now
     clock.advance(REFRESH_INTERVAL + 1)  # an unknown kid may now ask for a refresh
@@ -168,7 +129,7 @@ def test_r2_key_endpoint_failing_with_keys_cached_keeps_validating(
     assert len(fetched) <= 3  # one refresh: the faulted request was its last
 
 
-def _resign_with_kid(api: Api, token: str, kid: str) -> str:
+def _resign_withkid_of(api: Api, token: str, kid: str) -> str:
     claims = jwt.decode(token, options={"verify_signature": False})
     signed = api.entra_control("POST", "sign", json={"claims": claims, "headers": {"kid": kid}})
     return str(signed["token"])
@@ -202,7 +163,7 @@ def test_r3_garbage_or_empty_keys_keep_the_old_keys(
     assert faults.call("GET", LIST, token=before).status_code == 200  # original keys cached
     new_kid = key_ring.rotate()
     rotated = mint_user(faults, "alice")
-    assert _kid(rotated) == new_kid
+    assert kid_of(rotated) == new_kid
     key_ring.sign_with_original()
     after = mint_user(faults, "bob")  # a new token, signed with the original key
     clock.advance(REFRESH_INTERVAL + 1)
@@ -233,7 +194,7 @@ def test_r4_a_hundred_concurrent_requests_with_a_new_kid_fetch_keys_once(
     assert faults.call("GET", LIST, user="bob").status_code == 200  # original keys cached
     new_kid = key_ring.rotate()
     tokens = [mint_user(faults, "alice" if i % 2 else "bob") for i in range(100)]
-    assert {_kid(t) for t in tokens} == {new_kid}
+    assert {kid_of(t) for t in tokens} == {new_kid}
     clock.advance(REFRESH_INTERVAL + 1)
     fetches_before = rt.keys.fetches
     entra_mark, dv_mark = faults.marks()

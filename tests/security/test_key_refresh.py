@@ -3,20 +3,17 @@ arrivals share that one fetch; and token forms no HTTP request can carry.
 
 The running stack's API may have spent its refresh allowance earlier in the session, so the
 rate limit is driven here with our own `SigningKeys` (on a clock we move) and `TokenValidator`
-against the standalone Entra emulator, counting fetches both on the client and in the
-emulator's request log.
+against the standalone Entra emulator (fixtures in conftest.py), counting fetches both on the
+client and in the emulator's request log.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from shared.auth import InvalidToken, SigningKeys, TokenValidator
 from tests.clock import ManualClock as Clock
@@ -24,33 +21,6 @@ from tests.conftest import Emulator
 from tests.security.tokens import TokenBuilder
 
 WINDOW = 300.0  # the contract's "at most once per 5 minutes"
-
-
-@pytest.fixture
-def emulator(entra: Emulator, ca_bundle: Path) -> Iterator[Emulator]:
-    """The standalone Entra emulator, reset before and after (keys, log)."""
-    handle = entra.app.state.entra
-    handle.control.reset()
-    yield entra
-    handle.control.reset()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(10_000.0)
-
-
-@pytest.fixture
-def keys(emulator: Emulator, ca_bundle: Path, clock: Clock) -> Iterator[SigningKeys]:
-    with requests.Session() as session:
-        session.verify = str(ca_bundle)
-        tid = emulator.app.state.entra.tenant.id
-        yield SigningKeys(f"{emulator.url}/{tid}", session=session, clock=clock)
-
-
-@pytest.fixture
-def builder(emulator: Emulator) -> TokenBuilder:
-    return TokenBuilder(emulator.app.state.entra)
 
 
 @pytest.fixture

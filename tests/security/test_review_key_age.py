@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import pytest
-import requests
 
 from devstack.control import Fault
 from shared.auth import InvalidToken, SigningKeys, SigningKeysUnavailable, TokenValidator
@@ -29,7 +27,7 @@ from tests.clock import ManualClock as Clock
 from tests.conftest import Emulator
 from tests.security.tokens import TokenBuilder
 
-MAX_AGE = 86_400.0  # the defaults, as Settings gives them
+MAX_AGE = 86_400.0  # the defaults, as Settings gives them (and `keys` in conftest.py has)
 GRACE = 3_600.0
 WINDOW = 300.0  # one fetch per 5 minutes, whoever asks
 COLD_RETRY = 10.0  # with no usable keys, one attempt per 10 seconds
@@ -37,41 +35,23 @@ THIRTY_DAYS = 30 * 86_400.0
 DISCOVERY = "*/.well-known/openid-configuration"
 
 
-@pytest.fixture
-def emulator(entra: Emulator, ca_bundle: Path) -> Iterator[Emulator]:
-    """The standalone Entra emulator, reset before and after (keys, faults, log)."""
-    handle = entra.app.state.entra
-    handle.control.reset()
-    yield entra
-    handle.control.reset()
+class Instance(NamedTuple):
+    """One instance's key handling, as every test here drives it: our own signing keys on a
+    clock the test moves (conftest.py), and a validator over them with its memory of validated
+    tokens on, as the API runs."""
+
+    keys: SigningKeys
+    validator: TokenValidator
+    builder: TokenBuilder
+    clock: Clock
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(10_000.0)
-
-
-@pytest.fixture
-def keys(emulator: Emulator, ca_bundle: Path, clock: Clock) -> Iterator[SigningKeys]:
-    with requests.Session() as session:
-        session.verify = str(ca_bundle)
-        tid = emulator.app.state.entra.tenant.id
-        yield SigningKeys(
-            f"{emulator.url}/{tid}", session=session, clock=clock, max_age=MAX_AGE, grace=GRACE
-        )
-
-
-@pytest.fixture
-def builder(emulator: Emulator) -> TokenBuilder:
-    return TokenBuilder(emulator.app.state.entra)
-
-
-@pytest.fixture
-def validator(keys: SigningKeys, builder: TokenBuilder) -> TokenValidator:
-    """With the memory of validated tokens on, as the API runs."""
-    return TokenValidator(
+def instance(keys: SigningKeys, builder: TokenBuilder, clock: Clock) -> Instance:
+    validator = TokenValidator(
         keys, tenant_id=builder.entra.tenant.id, client_id=builder.api_client_id, cache_size=100
     )
+    return Instance(keys, validator, builder, clock)
 
 
 @pytest.fixture
@@ -124,12 +104,9 @@ def concurrently(count: int, work: Callable[[int], Any]) -> list[Any]:
 
 
 def test_a_key_retired_at_entra_stops_validating_once_the_set_is_older_than_the_max_age(
-    emulator: Emulator,
-    keys: SigningKeys,
-    validator: TokenValidator,
-    builder: TokenBuilder,
-    clock: Clock,
+    emulator: Emulator, instance: Instance
 ) -> None:
+    keys, validator, builder, clock = instance
     ring = emulator.app.state.entra.keys
     original = ring.active.kid
     extra = ring.add().kid  # Entra publishes a second key and signs with it for a while
@@ -153,9 +130,8 @@ def test_a_key_retired_at_entra_stops_validating_once_the_set_is_older_than_the_
     assert keys.state == "fresh"
 
 
-def test_a_refresh_that_finds_the_same_keys_keeps_remembered_tokens(
-    keys: SigningKeys, validator: TokenValidator, builder: TokenBuilder, clock: Clock
-) -> None:
+def test_a_refresh_that_finds_the_same_keys_keeps_remembered_tokens(instance: Instance) -> None:
+    keys, validator, builder, clock = instance
     token = builder.token()
     validator.validate(token)
     clock.advance(MAX_AGE)
@@ -166,10 +142,9 @@ def test_a_refresh_that_finds_the_same_keys_keeps_remembered_tokens(
     assert validator.verifications == verified  # still remembered: no signature check
 
 
-def test_the_max_age_runs_from_the_last_successful_fetch(
-    keys: SigningKeys, validator: TokenValidator, builder: TokenBuilder, clock: Clock
-) -> None:
+def test_the_max_age_runs_from_the_last_successful_fetch(instance: Instance) -> None:
     """An unknown-`kid` refresh also confirms the set, so the clock starts again from it."""
+    keys, validator, builder, clock = instance
     validator.validate(builder.token())
     clock.advance(MAX_AGE / 2)
     assert not accepted(validator, builder.with_kid("kid-nobody-published"))
@@ -184,13 +159,11 @@ def test_the_max_age_runs_from_the_last_successful_fetch(
 
 def test_key_endpoint_down_keeps_old_keys_for_the_grace_period_then_refuses(
     emulator: Emulator,
-    keys: SigningKeys,
-    validator: TokenValidator,
-    builder: TokenBuilder,
-    clock: Clock,
+    instance: Instance,
     break_keys: Callable[..., Fault],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    keys, validator, builder, clock = instance
     caplog.set_level(logging.DEBUG, logger="central_api.keys")
     remembered = builder.token()
     validator.validate(remembered)
@@ -243,13 +216,10 @@ def test_key_endpoint_down_keeps_old_keys_for_the_grace_period_then_refuses(
 
 
 def test_grace_counts_from_the_max_age_not_from_the_last_attempt(
-    keys: SigningKeys,
-    validator: TokenValidator,
-    builder: TokenBuilder,
-    clock: Clock,
-    break_keys: Callable[..., Fault],
+    instance: Instance, break_keys: Callable[..., Fault]
 ) -> None:
     """An idle instance woken after a month with the key endpoint down does not serve on."""
+    keys, validator, builder, clock = instance
     validator.validate(builder.token())
     break_keys()
     clock.advance(THIRTY_DAYS)
@@ -262,12 +232,9 @@ def test_grace_counts_from_the_max_age_not_from_the_last_attempt(
 
 
 def test_an_expiring_set_is_refreshed_once_however_many_requests_arrive(
-    emulator: Emulator,
-    keys: SigningKeys,
-    validator: TokenValidator,
-    builder: TokenBuilder,
-    clock: Clock,
+    emulator: Emulator, instance: Instance
 ) -> None:
+    keys, validator, builder, clock = instance
     validator.validate(builder.token())
     clock.advance(MAX_AGE)
     tokens = [builder.token("alice" if i % 2 else "bob") for i in range(50)]
@@ -280,11 +247,10 @@ def test_an_expiring_set_is_refreshed_once_however_many_requests_arrive(
     assert sum(1 for r in log if r["path"].endswith("/discovery/v2.0/keys")) <= 2
 
 
-def test_an_idle_month_then_a_burst_shares_one_fetch(
-    keys: SigningKeys, validator: TokenValidator, builder: TokenBuilder, clock: Clock
-) -> None:
+def test_an_idle_month_then_a_burst_shares_one_fetch(instance: Instance) -> None:
     """Past max age and grace at once: nobody may use the old set, so the burst waits for one
     fetch, as a cold start's would."""
+    keys, validator, builder, clock = instance
     validator.validate(builder.token())
     clock.advance(THIRTY_DAYS)
     tokens = [builder.token() for _ in range(50)]
@@ -293,13 +259,9 @@ def test_an_idle_month_then_a_burst_shares_one_fetch(
 
 
 def test_the_max_age_refresh_shares_the_budget_with_unknown_kids(
-    emulator: Emulator,
-    keys: SigningKeys,
-    validator: TokenValidator,
-    builder: TokenBuilder,
-    clock: Clock,
-    break_keys: Callable[..., Fault],
+    emulator: Emulator, instance: Instance, break_keys: Callable[..., Fault]
 ) -> None:
+    keys, validator, builder, clock = instance
     validator.validate(builder.token())
     start = clock.now
     break_keys()
@@ -321,12 +283,9 @@ def test_the_max_age_refresh_shares_the_budget_with_unknown_kids(
 
 
 def test_failing_closed_tries_at_most_once_per_cold_retry_interval(
-    keys: SigningKeys,
-    validator: TokenValidator,
-    builder: TokenBuilder,
-    clock: Clock,
-    break_keys: Callable[..., Fault],
+    instance: Instance, break_keys: Callable[..., Fault]
 ) -> None:
+    keys, validator, builder, clock = instance
     validator.validate(builder.token())
     break_keys()
     clock.advance(MAX_AGE + GRACE)
@@ -347,12 +306,9 @@ def test_failing_closed_tries_at_most_once_per_cold_retry_interval(
 
 
 def test_a_slow_refresh_holds_up_only_the_request_that_makes_it(
-    keys: SigningKeys,
-    validator: TokenValidator,
-    builder: TokenBuilder,
-    clock: Clock,
-    break_keys: Callable[..., Fault],
+    instance: Instance, break_keys: Callable[..., Fault]
 ) -> None:
+    keys, validator, builder, clock = instance
     validator.validate(builder.token())
     clock.advance(MAX_AGE)
     slow = break_keys(delay_ms=3000, count=1)  # the refresh's first request answers late
