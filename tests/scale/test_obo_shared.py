@@ -243,9 +243,9 @@ def test_a_token_dataverse_refuses_leaves_the_shared_cache_too(
     every cold instance would fetch the refused token from the store and fail with it."""
     one, two, three = instances(3, REDIS_URL=valkey.url)
     token = mint_user(api, "alice")  # signed with the tenant's own key, which stays trusted
-    signed_by = rollover.sign_with_new_key()  # the Dataverse token exchanged next is signed by it
+    signed_by = rollover.rotate()  # the Dataverse token exchanged next is signed by it
     assert get(http, api, one, token).status_code == 200
-    rollover.sign_with_new_key()
+    rollover.rotate()
     rollover.retire(signed_by)  # Dataverse no longer trusts the cached token
     mark, _ = api.marks()
 
