@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import gc
 import random
+import time
 import tracemalloc
 
 from bench.context import BenchContext
 from bench.core import Figure, Result, Row, paired, per_item, ratio_row
 from shared.auth import SigningKeys, TokenValidator
-from shared.downstream import DownstreamTokens, cache_key
+from shared.downstream import CachedToken, DownstreamTokens, Lookup
 from shared.settings import Settings
 
 USERS_LARGE = 10_000
@@ -50,9 +51,9 @@ class World:
     def admit(self, token: str, serial: int) -> None:
         """The user's first request: validation, and the OBO cache filled as an exchange would."""
         self.validator.validate(token)
-        key = cache_key(token, self.downstream.user_scopes)
+        lookup = Lookup.of(token, self.downstream.user_scopes)
         dataverse_token = f"{serial:012d}".ljust(DATAVERSE_TOKEN_BYTES, "x")
-        self.downstream._cache.put(key, dataverse_token, 3600.0)
+        self.downstream._l1.put(lookup, CachedToken(dataverse_token, time.time() + 3600.0))
 
     def request(self, token: str) -> None:
         """As `shared.http.pipeline` does it: the OBO assertion is the request's own token."""

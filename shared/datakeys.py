@@ -6,7 +6,9 @@ asks `derive(key, purpose)` for its own subkey, HKDF-SHA256 (RFC 5869) with the 
 `info` input. So a key used for page tokens is never also used for something else, and a
 subkey that leaks tells nothing about the secret or about the other purposes' subkeys.
 
-Purposes: "page-tokens" (shared/domains/paging.py seals page tokens with AES-256-GCM under it).
+Purposes: "page-tokens" (shared/domains/paging.py seals page tokens with AES-256-GCM under it);
+"store-lookup" and "store-value" (shared/downstream/shared_cache.py: the keyed hash that files
+On-Behalf-Of tokens in the shared store, and the salt of the key that seals them).
 A new use takes a new purpose name, never an existing one.
 
 Rotation rotates every purpose at once, since they all come from the one secret. What that

@@ -55,6 +55,7 @@ def build(settings: Settings) -> Runtime:
     from shared.store import build_store
 
     telemetry.configure(settings)  # log safeguards once per process; Azure Monitor if set
+    store = build_store(settings)
     keys = SigningKeys(
         settings.authority,
         session=requests.Session(),
@@ -75,7 +76,7 @@ def build(settings: Settings) -> Runtime:
             clock_skew=settings.clock_skew_seconds,
             cache_size=settings.validated_token_cache_size,
         ),
-        downstream=DownstreamTokens(settings),
+        downstream=DownstreamTokens(settings, store=store),
         dataverse=DataverseClient(
             settings.dataverse_url,
             timeout=settings.downstream_timeout_seconds,

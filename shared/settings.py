@@ -85,6 +85,9 @@ class Settings:
     redis_key_prefix: str = "capi"
     # Empty: no subscription is rate limited (shared.http.rate_limits).
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
+    # How long an instance waits for another's On-Behalf-Of exchange of the same token
+    # (shared.downstream.shared_cache) before it makes its own.
+    obo_shared_wait_seconds: float = 2.0
 
     @property
     def authority(self) -> str:
@@ -159,6 +162,11 @@ class Settings:
             raise SettingsError(
                 "setting REDIS_KEY_PREFIX must be 1 to 64 letters, digits, '_', '.' or '-'"
             )
+        obo_wait = float(number("OBO_SHARED_WAIT_SECONDS", 2.0, float))
+        if not 0 <= obo_wait <= 10:  # written so that NaN fails too
+            # A wait is spent of the request's budget; an exchange slower than this is a failing
+            # token endpoint, better met by each instance's own exchange (and its error).
+            raise SettingsError("setting OBO_SHARED_WAIT_SECONDS must be 0 to 10")
         allowed = _client_app_ids(optional("ALLOWED_CLIENT_APP_IDS"))
         return cls(
             tenant_id=guid("AZURE_TENANT_ID"),
@@ -202,6 +210,7 @@ class Settings:
             redis_breaker_seconds=float(number("REDIS_BREAKER_SECONDS", 5.0, float)),
             redis_key_prefix=key_prefix,
             rate_limits=_rate_limits(optional("RATE_LIMITS"), subscription_keys),
+            obo_shared_wait_seconds=obo_wait,
         )
 
 

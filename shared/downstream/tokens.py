@@ -1,10 +1,13 @@
 """Dataverse tokens: On-Behalf-Of the caller, or the API's own (client credentials), via MSAL.
 
-- OBO results live only in *our* cache (`TokenCache`), keyed by a hash of the incoming token
-  plus the scopes: MSAL Python's `acquire_token_on_behalf_of` never reads its cache, and letting
-  it write there would grow MSAL's cache by one user partition per caller without bound. So the
-  OBO client gets a token cache that keeps nothing.
-- Concurrent first calls with the same token share one exchange (striped locks by key).
+- OBO results live only in *our* caches, found by the incoming token plus the scopes: L1 in
+  this instance's memory (`TokenCache`) and, when a shared store is configured, L2 in the store
+  (`SharedTokenCache`, encrypted under the incoming token). MSAL Python's
+  `acquire_token_on_behalf_of` never reads its cache, and letting it write there would grow
+  MSAL's cache by one user partition per caller without bound. So the OBO client gets a token
+  cache that keeps nothing. `_dataverse_token` is the order of lookups.
+- Concurrent first calls with the same token share one exchange: within an instance through
+  striped locks by key, across instances through a short lock in the store.
 - Client-credential tokens go through MSAL's own cache, on a separate MSAL client, so user and
   application tokens never meet; concurrent callers share one MSAL call (`SingleFlight`).
 - MSAL clients are built on first use: building one fetches the tenant's discovery document.
@@ -15,7 +18,7 @@
   caller, the first one and those answered during the back-off, gets a 503 with the seconds
   left; callers whose Dataverse token is cached are not affected at all.
 - A token Dataverse refused (401: revoked, or signed with a key Entra has since rolled over in
-  an emergency) is given back as `stale`: it is dropped, from our OBO cache or from the app
+  an emergency) is given back as `stale`: it is dropped, from both OBO levels or from the app
   client's MSAL token cache (public `TokenCache.search`/`remove_at`), and a new one is fetched.
   Only an entry that still holds that very token is dropped, so concurrent callers hit by the
   same 401 share one new token. Without this a refused token stayed cached until it expired,
@@ -33,9 +36,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.downstream.cache import TokenCache, cache_key
+from shared.downstream.cache import CachedToken, CacheLevel, Lookup, TokenCache
 from shared.downstream.errors import (
     AssertionRejected,
     ClaimsChallenge,
@@ -47,6 +50,10 @@ from shared.downstream.errors import (
 )
 from shared.downstream.flight import SingleFlight
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.downstream.shared_cache import SharedTokenCache
+    from shared.store import Store
 
 # Seconds MSAL holds a 429 or 5xx from the token endpoint that came without Retry-After
 # (its `ThrottledHttpClient` default for confidential clients).
@@ -163,13 +170,30 @@ def _credential(settings: Settings) -> str | dict[str, str]:
 
 
 class DownstreamTokens:
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._settings = settings
+        self._clock = clock
         self.user_scopes = [f"{settings.dataverse_url}/user_impersonation"]
         self.app_scopes = [f"{settings.dataverse_url}/.default"]
         # One requests session per MSAL client: MSAL's back-off is per client, so is ours.
         self._answers = {True: _Answers(), False: _Answers()}
-        self._cache = TokenCache(settings.obo_cache_size, clock=clock)
+        self._l1 = TokenCache(settings.obo_cache_size, clock=clock)
+        self._l2: SharedTokenCache | None = None
+        if store is not None:
+            from shared.downstream.shared_cache import SharedTokenCache
+
+            self._l2 = SharedTokenCache(
+                store, settings.data_key, wait=settings.obo_shared_wait_seconds, clock=clock
+            )
+        self._levels: tuple[CacheLevel, ...] = (
+            (self._l1,) if self._l2 is None else (self._l1, self._l2)
+        )
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._build_lock = threading.Lock()
         self._app_flight: SingleFlight[str] = SingleFlight()
@@ -179,7 +203,12 @@ class DownstreamTokens:
 
     @property
     def cached_users(self) -> int:
-        return len(self._cache)
+        return len(self._l1)
+
+    @property
+    def shared_stats(self) -> dict[str, int]:
+        """L2's counts (`SharedTokenCache.stats`); empty without a store."""
+        return {} if self._l2 is None else self._l2.stats
 
     def _client(self, *, obo: bool) -> Any:
         existing = self._obo_client if obo else self._app_client
@@ -211,26 +240,46 @@ class DownstreamTokens:
     def for_user(self, incoming_token: str, stale: str | None = None) -> str:
         """A Dataverse token for the user of `incoming_token` (already validated); not
         `stale`, a token Dataverse has refused."""
-        key = cache_key(incoming_token, self.user_scopes)
+        lookup = Lookup.of(incoming_token, self.user_scopes)
         if stale is not None:
-            self._cache.discard(key, stale)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        with self._stripes[key[0] % _STRIPES]:
-            cached = self._cache.get(key)
-            if cached is not None:
-                return cached
-            client = self._client(obo=True)
-            self.obo_exchanges += 1
-            answers = self._answers[True]
-            result = self._call(
-                lambda: client.acquire_token_on_behalf_of(incoming_token, self.user_scopes),
-                answers,
-            )
-            token = self._token_or_raise(result, answers)
-            self._cache.put(key, token, float(result.get("expires_in", 0)))
-            return token
+            for level in self._levels:
+                level.discard(lookup, stale)
+        return self._dataverse_token(lookup).access_token
+
+    def _dataverse_token(self, lookup: Lookup) -> CachedToken:
+        """The order of lookups, in one place: L1 (no store call on a hit), then L2, then one
+        exchange across instances, written to both levels."""
+        found = self._l1.get(lookup)
+        if found is not None:
+            return found
+        with self._stripes[lookup.digest[0] % _STRIPES]:  # one exchange per instance
+            found = self._l1.get(lookup)
+            if found is not None:
+                return found
+            if self._l2 is None:
+                found = self._exchange(lookup)
+            else:
+                found = self._l2.get(lookup)
+                if found is None:
+                    self._client(obo=True)  # built (discovery and all) before the lock
+                    with self._l2.turn(lookup) as written_meanwhile:  # one across instances
+                        found = written_meanwhile
+                        if found is None:
+                            found = self._exchange(lookup)
+                            self._l2.put(lookup, found)
+            self._l1.put(lookup, found)
+            return found
+
+    def _exchange(self, lookup: Lookup) -> CachedToken:
+        client = self._client(obo=True)
+        self.obo_exchanges += 1
+        answers = self._answers[True]
+        result = self._call(
+            lambda: client.acquire_token_on_behalf_of(lookup.assertion, list(lookup.scopes)),
+            answers,
+        )
+        token = self._token_or_raise(result, answers)
+        return CachedToken(token, self._clock() + float(result.get("expires_in", 0)))
 
     def for_app(self, stale: str | None = None) -> str:
         """A Dataverse token for the API itself (client credentials, cached by MSAL); not

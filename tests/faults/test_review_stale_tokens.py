@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from shared.downstream.cache import TokenCache
+from shared.downstream.cache import CachedToken, Lookup, TokenCache
 from tests.api.conftest import Api
 from tests.api.contract_helpers import CLIENT_CREDENTIALS, OBO_GRANT, client_id, oid
 from tests.faults.conftest import DATAVERSE_PATH, KeyRing, Restart, add_fault, assert_error, kid_of
@@ -164,13 +164,14 @@ def test_a_token_refused_twice_is_502(
 
 def test_discard_drops_only_the_token_that_was_refused() -> None:
     cache = TokenCache(10, clock=lambda: 1000.0)
-    cache.put(b"k", "old", 3600)
-    cache.discard(b"k", "old")
-    assert cache.get(b"k") is None
+    key, missing = Lookup.of("incoming", ["scope"]), Lookup.of("other", ["scope"])
+    cache.put(key, CachedToken("old", 4600.0))
+    cache.discard(key, "old")
+    assert cache.get(key) is None
     # A request that arrives with the old token after another has already replaced it keeps
     # the new one: concurrent 401s cost one new token, not one each.
-    cache.put(b"k", "new", 3600)
-    cache.discard(b"k", "old")
-    assert cache.get(b"k") == "new"
-    cache.discard(b"missing", "old")
+    cache.put(key, CachedToken("new", 4600.0))
+    cache.discard(key, "old")
+    assert cache.get(key) == CachedToken("new", 4600.0)
+    cache.discard(missing, "old")
     assert len(cache) == 1
