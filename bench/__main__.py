@@ -20,6 +20,7 @@ from bench import (
     p5_imports,
     p6_load,
     p7_instances,
+    p8_l2_hit,
     p9_rate_limit,
 )
 from bench.context import BenchContext
@@ -33,6 +34,7 @@ FIGURES: list[Figure] = [
     p5_imports.FIGURE,
     p6_load.FIGURE,
     p7_instances.FIGURE,
+    p8_l2_hit.FIGURE,
     p9_rate_limit.FIGURE,
 ]
 

@@ -24,5 +24,5 @@ def bench_counts(req: func.HttpRequest) -> func.HttpResponse:
     from shared.runtime import runtime
 
     downstream = runtime().downstream
-    counts = {"oboExchanges": downstream.obo_exchanges, "shared": getattr(downstream, "shared_stats", {})}  # TODO after l2 merge
+    counts = {"oboExchanges": downstream.obo_exchanges, "shared": downstream.shared_stats}
     return func.HttpResponse(json.dumps(counts), mimetype="application/json")
