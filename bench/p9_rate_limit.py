@@ -18,7 +18,8 @@ and shown under the table, so that the two parts of what A adds can be told apar
 Both sides run in this process against a real valkey-server of the bench's own, with the store
 built and connected before the clock starts (importing redis-py is slow: P5). Afterwards the
 bench checks that the store counted every request A made (none fell back to this instance's
-memory).
+memory). As for P8, the figure is measured with this thread and the server on two CPUs, and
+again on one CPU, reported.
 """
 
 from __future__ import annotations
