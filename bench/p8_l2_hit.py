@@ -58,7 +58,7 @@ class _Memory:
 
 
 def run(ctx: BenchContext) -> Result:
-    settings = ctx.settings(redis_url=ctx.valkey.url, redis_key_prefix="bench-p8")
+    settings = ctx.store_settings("bench-p8")
     ctx.progress("P8: building the store and filling L2")
     store = ctx.store(settings)
     tokens = ctx.user_tokens(TOKENS)

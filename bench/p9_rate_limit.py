@@ -36,11 +36,7 @@ ROUNDS = 60
 
 def run(ctx: BenchContext) -> Result:
     limit = RateLimit(calls=MAX_RATE_LIMIT_CALLS, period_seconds=MAX_RATE_LIMIT_PERIOD)
-    settings = ctx.settings(
-        redis_url=ctx.valkey.url,
-        redis_key_prefix="bench-p9",
-        rate_limits={SUBSCRIPTION: limit},
-    )
+    settings = ctx.store_settings("bench-p9", rate_limits={SUBSCRIPTION: limit})
     ctx.progress("P9: building the store and the limits")
     store = ctx.store(settings)
     limits = RateLimits(settings.rate_limits, store=store)
