@@ -12,9 +12,11 @@ module adds more hosts the way Azure does, one process each:
 The parent binds every listening socket and hands it down (`pass_fds`): a busy port fails in the
 parent with the same one-line error as the in-process host, and a port of 0 is known without the
 child reporting it. Each child is `python -m devstack host --fd N --no-env-file
---exit-with-parent` (`serve` below): settings from the environment the parent gives it, nothing
-printed but the URL, a clean exit on SIGTERM or SIGINT, and an exit of its own when its parent
-dies without stopping it (a killed `make run` or test run leaves no host behind).
+--exit-with-parent` (`serve` below): settings from the environment the parent gives it (the
+worker's thread count and the HTTP concurrency among them, devstack/host/_limits.py), nothing
+printed but one line (its URL and those two), a clean exit on SIGTERM or SIGINT, and an exit of
+its own when its parent dies without stopping it (a killed `make run` or test run leaves no host
+behind).
 
 A child counts as ready when its HTTP server answers the host's root page (`GET /`): that proves
 it imported the function app and serves, without building the API's runtime or fetching
