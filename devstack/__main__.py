@@ -17,13 +17,17 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from devstack.config import Ports, read_env, stack_dir
 
+if TYPE_CHECKING:
+    from devstack.host import InstanceLimits
+
 
 def _run(args: argparse.Namespace) -> int:
+    from devstack.host import HostConfigError
     from devstack.instances import HostStartError, instance_count
     from devstack.stack import start_stack
     from devstack.valkey import ValkeyError
@@ -44,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
             db_path=folder / "dataverse.sqlite",
             api_instances=count,
         )
-    except HostStartError as exc:
+    except (HostStartError, HostConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a port in use is the usual cause
@@ -57,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
     except ValkeyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(banner(running.settings), flush=True)
+    print(banner(running.settings, running.limits), flush=True)
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -69,12 +73,14 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def banner(settings: dict[str, str]) -> str:
+def banner(settings: dict[str, str], limits: InstanceLimits | None = None) -> str:
     py = ".venv/bin/python"
     api = settings["DEVSTACK_API_URL"]
     key = settings["DEVSTACK_SUBSCRIPTION_KEY"]
     more = settings.get("DEVSTACK_API_URLS", api).split(",")[1:]
     hosts = "".join(f"\n   API host {n:<11}{url}/api/" for n, url in enumerate(more, 2))
+    if limits is not None:
+        hosts += _limits_lines(limits)
     return f"""
 ================================================================================
  central API dev stack is running                          (Ctrl-C stops it)
@@ -105,6 +111,18 @@ def banner(settings: dict[str, str]) -> str:
  Users: alice, bob, carol, dave   Client apps: portal, reporting, dealer-sync, no-access
 ================================================================================
 """
+
+
+def _limits_lines(limits: InstanceLimits) -> str:
+    from devstack.host import CONCURRENCY_SETTING, THREADS_SETTING
+
+    threads = f"{limits.thread_count:<4}({THREADS_SETTING}"
+    threads += ")" if limits.threads is not None else " unset: the worker's default)"
+    return (
+        f"\n   Threads per host    {threads}"
+        f"\n   Requests at once    {limits.concurrency} per host, the rest wait"
+        f"   ({CONCURRENCY_SETTING})"
+    )
 
 
 def _host(args: argparse.Namespace) -> int:
