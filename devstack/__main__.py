@@ -25,6 +25,7 @@ from devstack.config import Ports, read_env, stack_dir
 
 def _run(args: argparse.Namespace) -> int:
     from devstack.instances import HostStartError, instance_count
+    from devstack.latency import LatencySetting
     from devstack.stack import start_stack
     from devstack.valkey import ValkeyError
 
@@ -34,6 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     folder = stack_dir()
     try:
         count = instance_count()
+        latency = LatencySetting.from_env()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -43,6 +45,7 @@ def _run(args: argparse.Namespace) -> int:
             ports=Ports.from_env(),
             db_path=folder / "dataverse.sqlite",
             api_instances=count,
+            latency=latency,
         )
     except HostStartError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -83,6 +86,7 @@ def banner(settings: dict[str, str]) -> str:
    Entra ID emulator   {settings["DEVSTACK_ENTRA_URL"]}/{settings["AZURE_TENANT_ID"]}/v2.0
    Dataverse emulator  {settings["DEVSTACK_DATAVERSE_URL"]}/api/data/v9.2/
    Shared store        {_without_password(settings["DEVSTACK_REDIS_URL"])}   (valkey-server)
+   Latency profile     {_latency(settings)}
    Settings            {settings["DEVSTACK_DIR"]}/stack.env
    CA bundle           {settings["REQUESTS_CA_BUNDLE"]}
    Subscription key    {key}   (subscription "demo-portal")
@@ -105,6 +109,15 @@ def banner(settings: dict[str, str]) -> str:
  Users: alice, bob, carol, dave   Client apps: portal, reporting, dealer-sync, no-access
 ================================================================================
 """
+
+
+def _latency(settings: dict[str, str]) -> str:
+    """The emulators' latency profile for the banner (README, "Latency profiles")."""
+    profile = settings.get("DEVSTACK_LATENCY", "none")
+    seed = settings.get("DEVSTACK_LATENCY_SEED")
+    if profile == "none":
+        return "none   (no delays; DEVSTACK_LATENCY=azure adds Azure's)"
+    return f"{profile}{f', seed {seed}' if seed else ''}   (emulated delays; /_emulator/latency)"
 
 
 def _host(args: argparse.Namespace) -> int:
