@@ -104,6 +104,24 @@ class Delay:
             return 0.0
         return math.log(self.p95_ms / self.median_ms) / Z_95
 
+    @property
+    def mean_ms(self) -> float:
+        """The mean of the clamped distribution: what a benchmark dividing by the mean emulated
+        latency should expect (the request log's `latency_ms` has what was drawn)."""
+        sigma = self.sigma
+        if sigma == 0.0:
+            return min(max(self.median_ms, self.min_ms), self.max_ms)
+        mu = math.log(self.median_ms)
+
+        def cdf(x: float) -> float:  # P(ln X <= x), ln X ~ N(mu, sigma)
+            return 0.5 * (1 + math.erf((x - mu) / (sigma * math.sqrt(2))))
+
+        low = math.log(self.min_ms) if self.min_ms > 0 else -math.inf
+        high = math.log(self.max_ms)
+        # E[X; low < ln X < high] for a log-normal, plus the clamped tails at their bounds.
+        inside = math.exp(mu + sigma**2 / 2) * (cdf(high - sigma**2) - cdf(low - sigma**2))
+        return self.min_ms * cdf(low) + inside + self.max_ms * (1 - cdf(high))
+
     def draw(self, rng: random.Random) -> float:
         """One delay in milliseconds."""
         sigma = self.sigma

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -179,6 +180,7 @@ def test_draws_are_log_normal_around_the_median_and_clamped() -> None:
     assert draws[0] >= 30
     assert draws[-1] <= 1000
     assert Delay.from_json({"median_ms": 100}).draw(rng) == 100  # fixed: no jitter
+    assert delay.mean_ms == pytest.approx(statistics.fmean(draws), rel=0.02)
 
 
 def test_a_seed_repeats_the_draws_class_by_class() -> None:
@@ -429,3 +431,25 @@ def test_an_emulator_started_with_azure_restores_azure() -> None:
     assert latency.snapshot()["profile"] == "azure"
     assert latency.snapshot()["seed"] == 9
     assert latency.draw("token") >= AZURE["entra"]["token"].min_ms
+
+
+def test_the_readme_table_gives_the_profiles_figures() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Latency profiles", 1)[1].split("\n## ", 1)[0]
+    names = {"Entra ID": "entra", "Dataverse": "dataverse"}
+    documented: dict[tuple[str, str], list[str]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 8 and cells[0] in names:
+            documented[(names[cells[0]], cells[1].strip("`"))] = cells[3:7]
+    expected = {
+        (emulator, cls): [
+            f"{d.median_ms:,.0f} ms",
+            f"{d.p95_ms:,.0f} ms",
+            f"{d.min_ms:,.0f}–{d.max_ms:,.0f} ms",
+            f"{d.mean_ms:,.0f} ms",
+        ]
+        for emulator, classes in AZURE.items()
+        for cls, d in classes.items()
+    }
+    assert documented == expected
