@@ -3,9 +3,10 @@
 The emulators answer in a millisecond or two; Entra ID and Dataverse take tens to hundreds. A
 profile gives each endpoint class of an emulator a `Delay`, and every request (never the control
 plane) waits a delay drawn from its class before its answer is sent: an `asyncio.sleep` on the
-emulator's event loop, holding no lock and no thread, so that a thousand delayed requests overlap
-as they would against Azure and the emulators are never the bottleneck (bench/emulator_latency.py
-measures it). `devstack/control.py` applies the delay and logs it (`latency_ms`) with each request.
+emulator's event loop, holding no lock and no thread, so that delayed requests wait side by side
+as they would against Azure and never queue behind one another (bench/emulator_latency.py
+measures it, and what an emulator's own CPU then allows). `devstack/control.py` applies the
+delay and logs it (`latency_ms`) with each request.
 
 `DEVSTACK_LATENCY` names the profile the emulators start with:
 
