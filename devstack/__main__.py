@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 def _run(args: argparse.Namespace) -> int:
     from devstack.host import HostConfigError
     from devstack.instances import HostStartError, instance_count
+    from devstack.latency import LatencySetting
     from devstack.stack import start_stack
     from devstack.valkey import ValkeyError
 
@@ -38,6 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     folder = stack_dir()
     try:
         count = instance_count()
+        latency = LatencySetting.from_env()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -47,6 +49,7 @@ def _run(args: argparse.Namespace) -> int:
             ports=Ports.from_env(),
             db_path=folder / "dataverse.sqlite",
             api_instances=count,
+            latency=latency,
         )
     except (HostStartError, HostConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -89,6 +92,7 @@ def banner(settings: dict[str, str], limits: InstanceLimits | None = None) -> st
    Entra ID emulator   {settings["DEVSTACK_ENTRA_URL"]}/{settings["AZURE_TENANT_ID"]}/v2.0
    Dataverse emulator  {settings["DEVSTACK_DATAVERSE_URL"]}/api/data/v9.2/
    Shared store        {_without_password(settings["DEVSTACK_REDIS_URL"])}   (valkey-server)
+   Latency profile     {_latency(settings)}
    Settings            {settings["DEVSTACK_DIR"]}/stack.env
    CA bundle           {settings["REQUESTS_CA_BUNDLE"]}
    Subscription key    {key}   (subscription "demo-portal")
@@ -123,6 +127,15 @@ def _limits_lines(limits: InstanceLimits) -> str:
         f"\n   Requests at once    {limits.concurrency} per host, the rest wait"
         f"   ({CONCURRENCY_SETTING})"
     )
+
+
+def _latency(settings: dict[str, str]) -> str:
+    """The emulators' latency profile for the banner (README, "Latency profiles")."""
+    profile = settings.get("DEVSTACK_LATENCY", "none")
+    seed = settings.get("DEVSTACK_LATENCY_SEED")
+    if profile == "none":
+        return "none   (no delays; DEVSTACK_LATENCY=azure adds Azure's)"
+    return f"{profile}{f', seed {seed}' if seed else ''}   (emulated delays; /_emulator/latency)"
 
 
 def _host(args: argparse.Namespace) -> int:

@@ -4,6 +4,9 @@ the shared store (a valkey-server child process, devstack/valkey.py).
 `make run` and the test fixtures both come through `start_stack`, so what a newcomer runs is what
 the tests exercise. Ports of 0 pick free ones (tests); `Ports()` gives the documented defaults.
 
+`latency` is the emulators' latency profile (devstack/latency.py; `make run` reads it from
+`DEVSTACK_LATENCY`); the default is none, the emulators as fast as they are.
+
 `api_instances=N` adds API hosts 2..N on the next ports, each a child process of its own
 (devstack/instances.py), as Azure runs instances; the first stays on a thread here, so that the
 tests and tools that reach into this process's API runtime see the same host as before.
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from devstack.config import Ports, api_settings, write_env
 from devstack.instances import HostGroup, Instance, listen
+from devstack.latency import LatencySetting
 from devstack.pki import Material, ensure_material
 from devstack.server import ServerThread
 from devstack.tenant import Tenant, load_tenant
@@ -94,6 +98,7 @@ def start_stack(
     function_app: str = "function_app",
     api_instances: int = 1,
     host_settings: Mapping[str, str] | None = None,
+    latency: LatencySetting | None = None,
 ) -> RunningStack:
     """Generate what is missing under `folder`, start the servers, write `stack.env`.
 
@@ -142,11 +147,12 @@ def start_stack(
             api_url=api.url if api else "",
             api_urls=[api.url, *(_url(sock) for _, sock in more_apis)] if api else [],
             redis_url=valkey.url,
+            latency=latency,
         )
         settings.update(extra)
         write_env(folder / "stack.env", settings)
 
-        entra_app = create_entra(tenant, material, base_url=entra.url)
+        entra_app = create_entra(tenant, material, base_url=entra.url, latency=latency)
         entra.start(entra_app)
         dataverse_app = create_dataverse(
             tenant,
@@ -155,6 +161,7 @@ def start_stack(
             entra_url=entra.url,
             db_path=db_path,
             ca_bundle=Path(settings["REQUESTS_CA_BUNDLE"]),
+            latency=latency,
         )
         dataverse.start(dataverse_app)
         if api:
