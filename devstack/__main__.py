@@ -17,14 +17,19 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from devstack.config import Ports, read_env, stack_dir
 
+if TYPE_CHECKING:
+    from devstack.host import InstanceLimits
+
 
 def _run(args: argparse.Namespace) -> int:
+    from devstack.host import HostConfigError
     from devstack.instances import HostStartError, instance_count
+    from devstack.latency import LatencySetting
     from devstack.stack import start_stack
     from devstack.valkey import ValkeyError
 
@@ -34,6 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     folder = stack_dir()
     try:
         count = instance_count()
+        latency = LatencySetting.from_env()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -43,8 +49,9 @@ def _run(args: argparse.Namespace) -> int:
             ports=Ports.from_env(),
             db_path=folder / "dataverse.sqlite",
             api_instances=count,
+            latency=latency,
         )
-    except HostStartError as exc:
+    except (HostStartError, HostConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a port in use is the usual cause
@@ -57,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
     except ValkeyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(banner(running.settings), flush=True)
+    print(banner(running.settings, running.limits), flush=True)
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -69,12 +76,14 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def banner(settings: dict[str, str]) -> str:
+def banner(settings: dict[str, str], limits: InstanceLimits | None = None) -> str:
     py = ".venv/bin/python"
     api = settings["DEVSTACK_API_URL"]
     key = settings["DEVSTACK_SUBSCRIPTION_KEY"]
     more = settings.get("DEVSTACK_API_URLS", api).split(",")[1:]
     hosts = "".join(f"\n   API host {n:<11}{url}/api/" for n, url in enumerate(more, 2))
+    if limits is not None:
+        hosts += _limits_lines(limits)
     return f"""
 ================================================================================
  central API dev stack is running                          (Ctrl-C stops it)
@@ -83,6 +92,7 @@ def banner(settings: dict[str, str]) -> str:
    Entra ID emulator   {settings["DEVSTACK_ENTRA_URL"]}/{settings["AZURE_TENANT_ID"]}/v2.0
    Dataverse emulator  {settings["DEVSTACK_DATAVERSE_URL"]}/api/data/v9.2/
    Shared store        {_without_password(settings["DEVSTACK_REDIS_URL"])}   (valkey-server)
+   Latency profile     {_latency(settings)}
    Settings            {settings["DEVSTACK_DIR"]}/stack.env
    CA bundle           {settings["REQUESTS_CA_BUNDLE"]}
    Subscription key    {key}   (subscription "demo-portal")
@@ -105,6 +115,27 @@ def banner(settings: dict[str, str]) -> str:
  Users: alice, bob, carol, dave   Client apps: portal, reporting, dealer-sync, no-access
 ================================================================================
 """
+
+
+def _limits_lines(limits: InstanceLimits) -> str:
+    from devstack.host import CONCURRENCY_SETTING, THREADS_SETTING
+
+    threads = f"{limits.thread_count:<4}({THREADS_SETTING}"
+    threads += ")" if limits.threads is not None else " unset: the worker's default)"
+    return (
+        f"\n   Threads per host    {threads}"
+        f"\n   Requests at once    {limits.concurrency} per host, the rest wait"
+        f"   ({CONCURRENCY_SETTING})"
+    )
+
+
+def _latency(settings: dict[str, str]) -> str:
+    """The emulators' latency profile for the banner (README, "Latency profiles")."""
+    profile = settings.get("DEVSTACK_LATENCY", "none")
+    seed = settings.get("DEVSTACK_LATENCY_SEED")
+    if profile == "none":
+        return "none   (no delays; DEVSTACK_LATENCY=azure adds Azure's)"
+    return f"{profile}{f', seed {seed}' if seed else ''}   (emulated delays; /_emulator/latency)"
 
 
 def _host(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import certifi
 
+from devstack.latency import LatencySetting
 from devstack.pki import Material
 from devstack.tenant import Tenant
 
@@ -66,6 +67,7 @@ def api_settings(
     api_url: str,
     redis_url: str,
     api_urls: list[str] | None = None,
+    latency: LatencySetting | None = None,
 ) -> dict[str, str]:
     """Every setting the API host runs with against the dev stack (local.settings.json.example)."""
     api = tenant.app("central-api")
@@ -91,6 +93,8 @@ def api_settings(
         "DEVSTACK_DATAVERSE_URL": dataverse_url,
         "DEVSTACK_REDIS_URL": redis_url,
         "DEVSTACK_SUBSCRIPTION_KEY": keys["demo-portal"][0],
+        # The profile the emulators started with (the control plane may switch it since).
+        **(latency or LatencySetting()).as_env(),
     }
 
 

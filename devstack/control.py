@@ -1,4 +1,4 @@
-"""The emulators' control plane: request log, fault injection, reset.
+"""The emulators' control plane: request log, fault injection, latency profile, reset.
 
 Each emulator builds its Starlette app with `emulator_app(...)`: `ControlPlane.routes()` (plus
 its own extra routes) under `/_emulator/`, and `ControlPlane.wrap` around the rest as middleware,
@@ -12,7 +12,24 @@ Routes:
     POST   /_emulator/faults            add a rule (see `Fault`); answers the rule with its id
     DELETE /_emulator/faults            remove every rule
     DELETE /_emulator/faults/{id}       remove one rule
-    POST   /_emulator/reset             clear log and faults, and the emulator's own runtime state
+    GET    /_emulator/latency           the latency profile in force (devstack/latency.py):
+                                        {"profile", "base", "seed", "classes": {class: DELAY}}
+                                        DELAY = {"median_ms", "p95_ms", "min_ms", "max_ms"}
+    PUT    /_emulator/latency           {"profile"?: "none"|"azure", "classes"?: {class|"*":
+                                        DELAY}, "seed"?: int|null} -> the same shape as GET
+    DELETE /_emulator/latency           the profile the emulator started with, back -> 204
+    POST   /_emulator/reset             clear log and faults, restore the latency profile, and
+                                        reset the emulator's own runtime state
+
+Every other request waits its latency class's delay (`Latency`) before its answer is sent: an
+`asyncio.sleep` on the event loop, holding no lock and no thread. It is applied when the response
+starts, unless the emulator applied it earlier itself (`await emulated_latency(request)`: the
+Dataverse emulator does, inside its service-protection bookkeeping, so that a delayed request
+counts as in flight there as it does in Azure). A fault's `delay_ms` comes first and adds to it;
+a connection reset gets none. The request log records the class and the delay applied
+(`latency_class`, `latency_ms`; `duration_ms` is the whole time, delays included). A request with
+`X-Devstack-Latency: none` gets no delay: the Dataverse emulator's own fetch of Entra's signing
+keys sends it, since in Azure Dataverse holds them long before a client calls.
 
 Handlers tell the log who the caller was by setting `request.state.caller` (for example
 `{"oid": ...}` or `{"appid": ...}`) and, on Entra, `request.state.grant_type`.
@@ -39,8 +56,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
 
+from devstack.latency import Latency
+
 PREFIX = "/_emulator"
 LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
+NO_LATENCY_HEADER = "X-Devstack-Latency"  # value "none": no emulated latency for this request
+_PENDING = "emulated_latency"  # key of the request's `_PendingDelay` in the ASGI scope's state
 
 
 @dataclass
@@ -113,9 +134,11 @@ class ControlPlane:
         *,
         on_reset: Callable[[], None] | None = None,
         log_size: int = 20_000,
+        latency: Latency | None = None,
     ) -> None:
         self.name = name
         self._on_reset = on_reset
+        self.latency = latency or Latency(name)
         self._lock = threading.Lock()
         self._log: deque[dict[str, Any]] = deque(maxlen=log_size)
         self._seq = itertools.count(1)
@@ -147,6 +170,7 @@ class ControlPlane:
         with self._lock:
             self._log.clear()
             self._faults.clear()
+        self.latency.restore()
         if self._on_reset:
             self._on_reset()
 
@@ -177,13 +201,19 @@ class ControlPlane:
     async def _serve(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status: dict[str, int] = {"code": 0}
+        method, path = scope["method"], scope["path"]
+        latency_class = self.latency.classify(method, path)
+        exempt = (_header(scope, NO_LATENCY_HEADER.lower().encode()) or "").lower() == "none"
+        pending = _PendingDelay(0.0 if exempt else self.latency.draw(latency_class))
+        scope.setdefault("state", {})[_PENDING] = pending
 
         async def send_recording(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                await pending.apply()
             await send(message)
 
-        fault = self._take_fault(scope["method"], scope["path"])
+        fault = self._take_fault(method, path)
         try:
             if fault is not None:
                 if fault.delay_ms:
@@ -210,6 +240,8 @@ class ControlPlane:
                 "correlation_id": _header(scope, b"x-ms-correlation-request-id")
                 or _header(scope, b"client-request-id"),
                 "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "latency_class": latency_class,
+                "latency_ms": round(pending.applied_ms, 3),
                 "fault": fault.id if fault else None,
             }
             with self._lock:
@@ -263,6 +295,21 @@ class ControlPlane:
             self.reset()
             return Response(status_code=204)
 
+        async def get_latency(request: Request) -> Response:
+            return JSONResponse(self.latency.snapshot())
+
+        async def put_latency(request: Request) -> Response:
+            try:
+                data = await request.json()
+            except json.JSONDecodeError:
+                raise ValueError("the body must be a JSON object") from None
+            self.latency.update(data)
+            return JSONResponse(self.latency.snapshot())
+
+        async def delete_latency(request: Request) -> Response:
+            self.latency.restore()
+            return Response(status_code=204)
+
         routes = [
             Route(f"{PREFIX}/requests", guarded(get_requests), methods=["GET"]),
             Route(f"{PREFIX}/requests", guarded(delete_requests), methods=["DELETE"]),
@@ -271,10 +318,38 @@ class ControlPlane:
             Route(f"{PREFIX}/faults", guarded(delete_faults), methods=["DELETE"]),
             Route(f"{PREFIX}/faults/{{id:int}}", guarded(delete_fault), methods=["DELETE"]),
             Route(f"{PREFIX}/reset", guarded(post_reset), methods=["POST"]),
+            Route(f"{PREFIX}/latency", guarded(get_latency), methods=["GET"]),
+            Route(f"{PREFIX}/latency", guarded(put_latency), methods=["PUT"]),
+            Route(f"{PREFIX}/latency", guarded(delete_latency), methods=["DELETE"]),
         ]
         for route in extra or []:
             routes.append(Route(route.path, guarded(route.endpoint), methods=route.methods))
         return routes
+
+
+class _PendingDelay:
+    """The delay drawn for one request, waited at most once: where the emulator chooses
+    (`emulated_latency`), else when the response starts."""
+
+    def __init__(self, ms: float) -> None:
+        self.ms = ms
+        self.applied_ms = 0.0
+        self._done = False
+
+    async def apply(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self.ms > 0:
+            self.applied_ms = self.ms
+            await asyncio.sleep(self.ms / 1000)
+
+
+async def emulated_latency(request: Request) -> None:
+    """Wait this request's emulated latency now rather than when its response starts (once)."""
+    pending = request.scope.get("state", {}).get(_PENDING)
+    if isinstance(pending, _PendingDelay):
+        await pending.apply()
 
 
 def _abort_connection(receive: Receive) -> None:

@@ -12,9 +12,11 @@ module adds more hosts the way Azure does, one process each:
 The parent binds every listening socket and hands it down (`pass_fds`): a busy port fails in the
 parent with the same one-line error as the in-process host, and a port of 0 is known without the
 child reporting it. Each child is `python -m devstack host --fd N --no-env-file
---exit-with-parent` (`serve` below): settings from the environment the parent gives it, nothing
-printed but the URL, a clean exit on SIGTERM or SIGINT, and an exit of its own when its parent
-dies without stopping it (a killed `make run` or test run leaves no host behind).
+--exit-with-parent` (`serve` below): settings from the environment the parent gives it (the
+worker's thread count and the HTTP concurrency among them, devstack/host/_limits.py), nothing
+printed but one line (its URL and those two), a clean exit on SIGTERM or SIGINT, and an exit of
+its own when its parent dies without stopping it (a killed `make run` or test run leaves no host
+behind).
 
 A child counts as ready when its HTTP server answers the host's root page (`GET /`): that proves
 it imported the function app and serves, without building the API's runtime or fetching
@@ -255,11 +257,17 @@ def serve(
 
     `env_file` is applied over the environment exactly as `make run` exports stack.env before
     its own host starts; without one the settings are the environment's, as the Functions worker
-    reads them."""
-    from devstack.host import HOST_MAX_HEADER_READ, create_app
+    reads them. So are the host's thread count and concurrency (devstack/host/_limits.py): a
+    malformed one is a one-line error and exit status 2, before the socket is served."""
+    from devstack.host import HOST_MAX_HEADER_READ, HostConfigError, InstanceLimits, create_app
 
     if env_file is not None:
         os.environ.update(read_env(env_file))
+    try:
+        limits = InstanceLimits.from_env()
+    except HostConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -273,8 +281,11 @@ def serve(
         print(f"error: {exc}; choose another port with --port", file=sys.stderr)
         return 2
     try:
-        server.start(create_app(function_app), max_header_read=HOST_MAX_HEADER_READ)
-        print(f"{name} listening on {server.url}/api/ (pid {os.getpid()})", flush=True)
+        server.start(create_app(function_app, limits=limits), max_header_read=HOST_MAX_HEADER_READ)
+        print(
+            f"{name} listening on {server.url}/api/ (pid {os.getpid()}; {limits.describe()})",
+            flush=True,
+        )
         if exit_with_parent:
             _exit_with_parent(stop)
         stop.wait()

@@ -4,25 +4,38 @@ the shared store (a valkey-server child process, devstack/valkey.py).
 `make run` and the test fixtures both come through `start_stack`, so what a newcomer runs is what
 the tests exercise. Ports of 0 pick free ones (tests); `Ports()` gives the documented defaults.
 
+`latency` is the emulators' latency profile (devstack/latency.py; `make run` reads it from
+`DEVSTACK_LATENCY`); the default is none, the emulators as fast as they are.
+
 `api_instances=N` adds API hosts 2..N on the next ports, each a child process of its own
 (devstack/instances.py), as Azure runs instances; the first stays on a thread here, so that the
 tests and tools that reach into this process's API runtime see the same host as before.
+
+Every API host, in process or not, runs with the same limits (devstack/host/_limits.py): the
+worker's thread count (PYTHON_THREADPOOL_THREAD_COUNT) and the per-instance HTTP concurrency
+(DEVSTACK_HTTP_CONCURRENCY), read from the environment with `host_settings` over it. A malformed
+one stops the start before anything runs.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devstack.config import Ports, api_settings, write_env
 from devstack.instances import HostGroup, Instance, listen
+from devstack.latency import LatencySetting
 from devstack.pki import Material, ensure_material
 from devstack.server import ServerThread
 from devstack.tenant import Tenant, load_tenant
 from devstack.valkey import ValkeyServer
+
+if TYPE_CHECKING:
+    from devstack.host import InstanceLimits
 
 
 @dataclass
@@ -38,6 +51,7 @@ class RunningStack:
     valkey: ValkeyServer | None = None
     _servers: list[ServerThread] = field(default_factory=list)
     api_hosts: HostGroup | None = None  # API hosts 2..N, child processes
+    limits: InstanceLimits | None = None  # every API host's threads and concurrency
 
     @property
     def api_urls(self) -> list[str]:
@@ -83,14 +97,26 @@ def start_stack(
     with_api: bool = True,
     function_app: str = "function_app",
     api_instances: int = 1,
+    host_settings: Mapping[str, str] | None = None,
+    latency: LatencySetting | None = None,
 ) -> RunningStack:
     """Generate what is missing under `folder`, start the servers, write `stack.env`.
 
     The API host reads its settings from the environment, as the Functions runtime does, so the
-    settings are exported to `os.environ` before it starts.
+    settings are exported to `os.environ` before it starts. `host_settings` are more settings
+    for every API host, written to stack.env with the others and over the environment, e.g.
+    `{"PYTHON_THREADPOOL_THREAD_COUNT": "32"}`. Raises HostConfigError, before starting
+    anything, when the hosts' thread count or concurrency is malformed.
     """
     from devstack.dataverse import create_app as create_dataverse
     from devstack.entra import create_app as create_entra
+
+    extra = dict(host_settings or {})
+    limits = None
+    if with_api:
+        from devstack.host import InstanceLimits
+
+        limits = InstanceLimits.from_env({**os.environ, **extra})
 
     base_tenant = load_tenant()
     material = ensure_material(folder, base_tenant)
@@ -121,10 +147,12 @@ def start_stack(
             api_url=api.url if api else "",
             api_urls=[api.url, *(_url(sock) for _, sock in more_apis)] if api else [],
             redis_url=valkey.url,
+            latency=latency,
         )
+        settings.update(extra)
         write_env(folder / "stack.env", settings)
 
-        entra_app = create_entra(tenant, material, base_url=entra.url)
+        entra_app = create_entra(tenant, material, base_url=entra.url, latency=latency)
         entra.start(entra_app)
         dataverse_app = create_dataverse(
             tenant,
@@ -133,6 +161,7 @@ def start_stack(
             entra_url=entra.url,
             db_path=db_path,
             ca_bundle=Path(settings["REQUESTS_CA_BUNDLE"]),
+            latency=latency,
         )
         dataverse.start(dataverse_app)
         if api:
@@ -140,7 +169,9 @@ def start_stack(
             from devstack.host import create_app as create_host
 
             os.environ.update(settings)
-            api.start(create_host(function_app), max_header_read=HOST_MAX_HEADER_READ)
+            api.start(
+                create_host(function_app, limits=limits), max_header_read=HOST_MAX_HEADER_READ
+            )
             if more_apis:
                 sockets, more_apis = more_apis, []  # HostGroup.start closes them
                 hosts = HostGroup.start(sockets, env=dict(os.environ), function_app=function_app)
@@ -163,6 +194,7 @@ def start_stack(
         valkey=valkey,
         _servers=servers,
         api_hosts=hosts,
+        limits=limits,
     )
 
 

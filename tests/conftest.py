@@ -3,6 +3,12 @@
 `entra` and `dataverse` are the two emulators over real HTTPS with key material in a temporary
 folder; `stack` is the whole stack as `make run` starts it (`devstack.stack.start_stack`), with
 the API host in front; `valkey` is a real Redis-protocol server (`valkey.url`).
+
+The stack's API hosts run as the README tells operators to deploy them (`STACK_HOST_SETTINGS`):
+with PYTHON_THREADPOOL_THREAD_COUNT=32, not the worker's default of min(32, CPUs + 4), which is 6
+on a 2-core machine. Below MAX_CONCURRENT_REQUESTS_PER_CALLER (8), one throttled caller holds
+every thread and the per-caller cap protects no one (tests/faults/test_review_fairness.py: the
+victim waited 24 s with 6 threads); the tests check the API as it is meant to run.
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ from devstack.stack import RunningStack, start_stack
 from devstack.tenant import Tenant, load_tenant
 from devstack.valkey import ValkeyServer
 from shared import health, runtime
+
+# Over the environment, for every API host of the session's stack (and, through
+# `stack.settings`, for the instances tests/scale starts).
+STACK_HOST_SETTINGS = {"PYTHON_THREADPOOL_THREAD_COUNT": "32"}
 
 
 @dataclass
@@ -130,7 +140,12 @@ def stack(
     It shares the session's key material (one CA), not the `entra`/`dataverse` servers.
     """
     db_path = tmp_path_factory.mktemp("stack") / "dataverse.sqlite"
-    running = start_stack(material.folder, ports=Ports(0, 0, 0, 0), db_path=db_path)
+    running = start_stack(
+        material.folder,
+        ports=Ports(0, 0, 0, 0),
+        db_path=db_path,
+        host_settings=STACK_HOST_SETTINGS,
+    )
     runtime.reset()  # the API in this process reads the settings the stack just exported
     health.forget()
     yield running

@@ -22,11 +22,26 @@ from devstack.dataverse.security import Directory, Principal
 from devstack.dataverse.store import Store
 from devstack.dataverse.tables import TABLES
 from devstack.dataverse.writes import Writes
+from devstack.latency import Latency, LatencySetting
 from devstack.pki import Material
 from devstack.tenant import Tenant
 
 Clock = Callable[[], float]
 JWKS_REFRESH_SECONDS = 10.0
+
+# Endpoint classes of the latency profiles (devstack/latency.py).
+LATENCY_CLASSES = ("read", "write", "other")
+_WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+
+def latency_class(method: str, path: str) -> str:
+    """Under the Web API's root, a read (GET, HEAD) or a write (POST, PATCH, PUT, DELETE:
+    creates, updates, deletes and actions); anything else (OPTIONS, paths outside it)."""
+    if path != http.API_PREFIX and not path.startswith(http.API_PREFIX + "/"):
+        return "other"
+    if method in ("GET", "HEAD"):
+        return "read"
+    return "write" if method in _WRITES else "other"
 
 
 class Dataverse:
@@ -43,6 +58,7 @@ class Dataverse:
         ca_bundle: Path,
         seed: bool = True,
         clock: Clock = time.time,
+        latency: LatencySetting | None = None,
     ) -> None:
         self.tenant = tenant
         self.base_url = base_url.rstrip("/")
@@ -74,7 +90,13 @@ class Dataverse:
         self.writes = Writes(
             store=self.store, tables=TABLES, reads=self.reads, api_root=self.api_root, clock=clock
         )
-        self.control = ControlPlane("dataverse", on_reset=self.reset)
+        self.control = ControlPlane(
+            "dataverse",
+            on_reset=self.reset,
+            latency=Latency(
+                "dataverse", classes=LATENCY_CLASSES, classify=latency_class, setting=latency
+            ),
+        )
         self._clock = clock
         self.sync_system_users()
         if seed and self.store.is_empty(ignore=["systemusers"]):
@@ -163,10 +185,12 @@ def create_app(
     ca_bundle: Path,
     seed: bool = True,
     clock: Clock = time.time,
+    latency: LatencySetting | None = None,
 ) -> Starlette:
     """The emulator for `tenant` at `base_url`, trusting tokens from the Entra emulator at
     `entra_url` (keys fetched over HTTPS with `ca_bundle`), data in SQLite at `db_path`
-    (seeded with the demo data when empty, unless `seed=False`)."""
+    (seeded with the demo data when empty, unless `seed=False`), answering with the latency
+    profile `latency` (default: none; devstack/latency.py)."""
     del material  # the TLS material is the server's business (devstack.server)
     dataverse = Dataverse(
         tenant,
@@ -176,6 +200,7 @@ def create_app(
         ca_bundle=ca_bundle,
         seed=seed,
         clock=clock,
+        latency=latency,
     )
     app = emulator_app(dataverse.control, routes=http.ROUTES, control_routes=control_routes.ROUTES)
     app.state.dataverse = dataverse

@@ -2,9 +2,10 @@
 
 Every request goes through the same steps: bearer token (401 with `WWW-Authenticate` on any
 failure) -> system user (403 "not a member of the organization") -> service protection limits
-(429 with `Retry-After`) -> parse the resource and headers -> one call to `Reads` or `Writes` in
-a worker thread. Errors become HTTP here and only here, from the `DataverseError` class; anything
-unexpected is logged and answered as a generic 500 without details.
+(429 with `Retry-After`) -> the emulated latency (devstack/latency.py) -> parse the resource and
+headers -> one call to `Reads` or `Writes` in a worker thread. Errors become HTTP here and only
+here, from the `DataverseError` class; anything unexpected is logged and answered as a generic 500
+without details.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from devstack.control import emulated_latency
 from devstack.dataverse import metadata
 from devstack.dataverse.errors import (
     DataverseError,
@@ -68,6 +70,9 @@ async def api(request: Request) -> Response:
         return response
     started = time.perf_counter()
     try:
+        # Inside the limits' bookkeeping, as in Azure: a waiting request is in flight (the
+        # concurrent-request limit) and its wait is execution time.
+        await emulated_latency(request)
         body = await request.body()
         reply = await run_in_threadpool(_handle, dv, principal, request, body)
         response = reply_response(reply)

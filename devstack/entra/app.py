@@ -10,19 +10,26 @@ from devstack.control import emulator_app
 from devstack.entra import control_routes, http
 from devstack.entra.emulator import Clock, Entra
 from devstack.entra.errors import ProtocolError
+from devstack.latency import LatencySetting
 from devstack.pki import Material
 from devstack.tenant import Tenant
 
 
 def create_app(
-    tenant: Tenant, material: Material, *, base_url: str, clock: Clock = time.time
+    tenant: Tenant,
+    material: Material,
+    *,
+    base_url: str,
+    clock: Clock = time.time,
+    latency: LatencySetting | None = None,
 ) -> Starlette:
-    """The emulator for `tenant`, reachable at `base_url` (e.g. `https://localhost:7443`).
+    """The emulator for `tenant`, reachable at `base_url` (e.g. `https://localhost:7443`),
+    answering with the latency profile `latency` (default: none; devstack/latency.py).
 
     `app.state.entra` is the in-process handle (`devstack.entra.Entra`): `.control`, `.keys`,
     `.sign(claims, headers)`.
     """
-    entra = Entra(tenant, material, base_url=base_url, clock=clock)
+    entra = Entra(tenant, material, base_url=base_url, clock=clock, latency=latency)
     app = emulator_app(
         entra.control,
         routes=http.ROUTES,

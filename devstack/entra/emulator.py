@@ -16,15 +16,36 @@ from devstack.entra.grants import TokenService
 from devstack.entra.keys import KeyRing
 from devstack.entra.metadata import Urls
 from devstack.entra.refresh import RefreshTokens
+from devstack.latency import Latency, LatencySetting
 from devstack.pki import Material
 from devstack.tenant import Tenant
 
 Clock = Callable[[], float]
 
+# Endpoint classes of the latency profiles (devstack/latency.py).
+LATENCY_CLASSES = ("token", "metadata", "other")
+_METADATA_PATHS = ("/.well-known/openid-configuration", "/discovery/v2.0/keys", "/discovery/keys")
+
+
+def latency_class(method: str, path: str) -> str:
+    """The token endpoint (v1 and v2, every grant), the metadata documents (OpenID discovery
+    and JWKS), or anything else (user realm, unknown paths)."""
+    if path.endswith(("/oauth2/v2.0/token", "/oauth2/token")):
+        return "token"
+    if path.endswith(_METADATA_PATHS):
+        return "metadata"
+    return "other"
+
 
 class Entra:
     def __init__(
-        self, tenant: Tenant, material: Material, *, base_url: str, clock: Clock = time.time
+        self,
+        tenant: Tenant,
+        material: Material,
+        *,
+        base_url: str,
+        clock: Clock = time.time,
+        latency: LatencySetting | None = None,
     ) -> None:
         self.tenant = tenant
         self.material = material
@@ -33,7 +54,13 @@ class Entra:
         self.keys = KeyRing(material.load_signing_keys())
         self.directory = Directory(tenant)
         self.refresh_tokens = RefreshTokens(clock)
-        self.control = ControlPlane("entra", on_reset=self.reset)
+        self.control = ControlPlane(
+            "entra",
+            on_reset=self.reset,
+            latency=Latency(
+                "entra", classes=LATENCY_CLASSES, classify=latency_class, setting=latency
+            ),
+        )
         self.token_service = TokenService(
             directory=self.directory,
             keys=self.keys,

@@ -15,10 +15,13 @@ What it reproduces, and where each rule lives:
 - route templates and constraints, ASP.NET Core's: `_template`, `_constraints`;
 - route order, 404 on a method mismatch, the root page: `_router`;
 - the request the worker builds (decoded path, query and header joining): `_http`;
-- calling sync and async functions, `context`, turning results into responses: `_worker`,
-  `_context`;
+- calling sync functions on the worker's thread pool and async ones on its event loop,
+  `context`, turning results into responses: `_worker`, `_context`;
 - HTTP limits (100 MB body, 4 KB URL, 32 KB of headers), a body without Content-Length arriving
-  empty, request logging: `_asgi`;
+  empty, request logging, per-instance HTTP concurrency (requests beyond it wait, first come
+  first served): `_asgi`, `_gate`;
+- the thread count and the concurrency, from PYTHON_THREADPOOL_THREAD_COUNT and
+  DEVSTACK_HTTP_CONCURRENCY, with Azure's defaults: `_limits`;
 - host.json (`routePrefix`, `customHeaders`): `_settings`.
 
 Not reproduced: auth levels (every function is anonymous, as under Core Tools; no keys are
@@ -35,10 +38,19 @@ from devstack.host._asgi import (
     MAX_BODY_SIZE,
     MAX_HEADERS_SIZE,
     MAX_URL_LENGTH,
+    QUEUE_HEADER,
+    WORKER_WAIT_HEADER,
     HostApp,
 )
 from devstack.host._errors import FunctionLoadError, HostConfigError, HostError, RouteTemplateError
 from devstack.host._functions import HttpFunction
+from devstack.host._limits import (
+    CONCURRENCY_SETTING,
+    DEFAULT_CONCURRENCY,
+    THREADS_SETTING,
+    InstanceLimits,
+    worker_default_threads,
+)
 from devstack.host._router import FunctionsRouter, Handled
 from devstack.host._settings import HostSettings, read_host_json
 
@@ -47,24 +59,32 @@ def create_app(
     function_app: str = "function_app",
     *,
     root: Path | None = None,
-    threads: int = 64,
+    limits: InstanceLimits | None = None,
     max_body_size: int = MAX_BODY_SIZE,
 ) -> HostApp:
     """The ASGI app serving the FunctionApp in module `function_app`, imported from `root`
     (default: the repository root); `app.router` is its in-process `FunctionsRouter`.
 
-    `threads` bounds how many sync function calls run at once. Raises FunctionLoadError when the
-    module cannot be imported or a function cannot be served, HostConfigError for host.json.
+    `limits`: the worker's thread count and the per-instance HTTP concurrency; None reads them
+    from the environment (`InstanceLimits.from_env()`), as the worker and the platform do.
+    Raises FunctionLoadError when the module cannot be imported or a function cannot be served,
+    HostConfigError for host.json or a malformed limit.
     """
-    router = FunctionsRouter.load(function_app, root=root, threads=threads)
-    return HostApp(router, max_body_size=max_body_size)
+    limits = limits if limits is not None else InstanceLimits.from_env()
+    router = FunctionsRouter.load(function_app, root=root, threads=limits.threads)
+    return HostApp(router, concurrency=limits.concurrency, max_body_size=max_body_size)
 
 
 __all__ = [
+    "CONCURRENCY_SETTING",
+    "DEFAULT_CONCURRENCY",
     "HOST_MAX_HEADER_READ",
     "MAX_BODY_SIZE",
     "MAX_HEADERS_SIZE",
     "MAX_URL_LENGTH",
+    "QUEUE_HEADER",
+    "THREADS_SETTING",
+    "WORKER_WAIT_HEADER",
     "FunctionLoadError",
     "FunctionsRouter",
     "Handled",
@@ -73,7 +93,9 @@ __all__ = [
     "HostError",
     "HostSettings",
     "HttpFunction",
+    "InstanceLimits",
     "RouteTemplateError",
     "create_app",
     "read_host_json",
+    "worker_default_threads",
 ]

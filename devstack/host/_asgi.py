@@ -11,9 +11,19 @@ The function receives the URL as the client sent it (scheme, `Host` header, raw 
 query), and the body only when the request declared a `Content-Length`: the host passes a
 chunked body to out-of-process workers as empty (azure-functions-host#4926), and so does this.
 
+Per-instance HTTP concurrency (`concurrency`, `_limits`): at most that many requests are inside
+the host at once, from the moment one is let in until its response is sent; the others wait in
+order of arrival (`_gate`) and none is refused. The wait happens before the function runs, as
+at Azure's front end, so it is not spent of the API's own request budget. Two headers that
+only the dev host adds tell a benchmark where a request's time went:
+
+- `x-devstack-queue-ms`: how long it waited for a place (0 when there was one at once);
+- `x-devstack-worker-wait-ms`: how long the invocation then waited for a worker thread (sync
+  functions) or for the event loop (async ones); absent when no function ran.
+
 One log line per request on `devstack.host`: method, raw path (never the query, which
-may hold keys), the function that answered, status, duration. Headers and bodies are never
-logged, and nothing about a failure reaches the client beyond its status.
+may hold keys), the function that answered, status, duration, time queued. Headers and bodies
+are never logged, and nothing about a failure reaches the client beyond its status.
 """
 
 from __future__ import annotations
@@ -24,8 +34,10 @@ import time
 import azure.functions as func
 from starlette.types import Message, Receive, Scope, Send
 
+from devstack.host._gate import ConcurrencyGate
 from devstack.host._http import join_headers, query_params
-from devstack.host._router import FunctionsRouter
+from devstack.host._limits import DEFAULT_CONCURRENCY
+from devstack.host._router import FunctionsRouter, Handled
 
 logger = logging.getLogger("devstack.host")
 
@@ -36,6 +48,8 @@ MAX_HEADERS_SIZE = 32_768  # Kestrel's MaxRequestHeadersTotalSize
 # that a request just over MAX_HEADERS_SIZE reaches the host and gets Kestrel's 431.
 HOST_MAX_HEADER_READ = 1_048_576
 _NO_BODY_STATUSES = frozenset({204, 304})
+QUEUE_HEADER = "x-devstack-queue-ms"
+WORKER_WAIT_HEADER = "x-devstack-worker-wait-ms"
 
 
 class _Disconnected(Exception):
@@ -43,17 +57,20 @@ class _Disconnected(Exception):
 
 
 class HostApp:
-    """ASGI app; `router` is the in-process handle on the same functions."""
+    """ASGI app; `router` is the in-process handle on the same functions, `gate` the
+    per-instance concurrency (`gate.inside`, `gate.waiting`)."""
 
     def __init__(
         self,
         router: FunctionsRouter,
         *,
+        concurrency: int = DEFAULT_CONCURRENCY,
         max_body_size: int = MAX_BODY_SIZE,
         max_url_length: int = MAX_URL_LENGTH,
         max_headers_size: int = MAX_HEADERS_SIZE,
     ) -> None:
         self.router = router
+        self.gate = ConcurrencyGate(concurrency)
         self.max_body_size = max_body_size
         self.max_url_length = max_url_length
         self.max_headers_size = max_headers_size
@@ -84,10 +101,14 @@ class HostApp:
         outcome = "-"
         status = 500
         sent = False
+        await self.gate.enter()
+        queued = time.perf_counter() - started
         try:
-            response, outcome = await self._answer(scope, receive, method, raw_path, path)
-            status = response.status_code
-            start, body = _wire(response, head=method == "HEAD")
+            handled = await self._answer(scope, receive, method, raw_path, path)
+            outcome = handled.function.name if handled.function else "-"
+            status = handled.response.status_code
+            start, body = _wire(handled.response, head=method == "HEAD")
+            start["headers"].extend(_timing(queued, handled.worker_wait))
             sent = True
             await send(start)
             await send(body)
@@ -97,30 +118,34 @@ class HostApp:
             logger.exception("%s %s: the host failed", method, path)
             status = 500
             if not sent:
-                await send(_start(500, [(b"content-length", b"0")]))
+                await send(_start(500, [(b"content-length", b"0"), *_timing(queued, None)]))
                 await send({"type": "http.response.body", "body": b""})
         finally:
+            self.gate.leave()
             elapsed = (time.perf_counter() - started) * 1000
-            logger.info("%s %s %s %d %.1f ms", method, path, outcome, status, elapsed)
+            logger.info(
+                "%s %s %s %d %.1f ms, queued %.1f ms",
+                method, path, outcome, status, elapsed, queued * 1000,
+            )  # fmt: skip
 
     async def _answer(
         self, scope: Scope, receive: Receive, method: str, raw_path: bytes, path: str
-    ) -> tuple[func.HttpResponse, str]:
+    ) -> Handled:
         query: bytes = scope.get("query_string", b"")
         if len(raw_path) + len(query) + (1 if query else 0) > self.max_url_length:
-            return func.HttpResponse(status_code=414), "-"
+            return Handled(func.HttpResponse(status_code=414), None)
         size = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
         if size > self.max_headers_size:
-            return func.HttpResponse(status_code=431), "-"
+            return Handled(func.HttpResponse(status_code=431), None)
         headers = join_headers(
             (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
         )
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_size:
-            return func.HttpResponse(status_code=413), "-"
+            return Handled(func.HttpResponse(status_code=413), None)
         body = await _read_body(receive, self.max_body_size)
         if body is None:
-            return func.HttpResponse(status_code=413), "-"
+            return Handled(func.HttpResponse(status_code=413), None)
         if body and not (declared.isdigit() and int(declared) > 0):
             # The host hands a worker the body only when Content-Length is set (chunked
             # uploads arrive empty): reproduced so such clients fail here too, not only in Azure.
@@ -140,8 +165,7 @@ class HostApp:
             route_params={},
             body=body,
         )
-        handled = await self.router.handle(req)
-        return handled.response, handled.function.name if handled.function else "-"
+        return await self.router.handle(req)
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
@@ -173,6 +197,13 @@ def _wire(response: func.HttpResponse, *, head: bool) -> tuple[Message, Message]
     else:
         headers.append((b"content-length", str(len(body)).encode("ascii")))
     return _start(status, headers), {"type": "http.response.body", "body": b"" if head else body}
+
+
+def _timing(queued: float, worker_wait: float | None) -> list[tuple[bytes, bytes]]:
+    headers = [(QUEUE_HEADER.encode("ascii"), f"{queued * 1000:.1f}".encode("ascii"))]
+    if worker_wait is not None:
+        headers.append((WORKER_WAIT_HEADER.encode("ascii"), f"{worker_wait * 1000:.1f}".encode()))
+    return headers
 
 
 def _start(status: int, headers: list[tuple[bytes, bytes]]) -> Message:

@@ -3,7 +3,9 @@
     HostError               anything the host refuses; `code` is short and stable
     ├── FunctionLoadError   the function app cannot be served as written (import, bindings, route)
     ├── RouteTemplateError  a route template the ASP.NET Core template parser would reject
-    └── HostConfigError     host.json is unreadable or holds a value of the wrong type
+    └── HostConfigError     host.json is unreadable or holds a value of the wrong type, or
+                            PYTHON_THREADPOOL_THREAD_COUNT / DEVSTACK_HTTP_CONCURRENCY is
+                            malformed (`_limits`)
 
 Errors raised while a function runs are never wrapped: the host logs them and answers 500.
 """

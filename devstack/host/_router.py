@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 class Handled:
     response: func.HttpResponse
     function: HttpFunction | None  # None: answered by the host itself (404, home page, 500)
+    worker_wait: float | None = None  # seconds the invocation waited for a thread (or the loop)
 
 
 class FunctionsRouter:
@@ -44,6 +45,10 @@ class FunctionsRouter:
     `dispatch(req)` takes a request as a test would build it: `url` is the full URL (or just the
     path and query); `params` may be left empty to have them read from the URL's query;
     `route_params` are filled in from the route. The answer is what the HTTP server would send.
+
+    `threads`: the worker's thread pool for sync functions (PYTHON_THREADPOOL_THREAD_COUNT); None
+    is the worker's own default. The environment is not read here: `create_app` reads it.
+    In-process dispatch has no per-instance concurrency limit; that is the HTTP server's.
     """
 
     def __init__(
@@ -52,7 +57,7 @@ class FunctionsRouter:
         *,
         settings: HostSettings | None = None,
         root: Path | None = None,
-        threads: int = 64,
+        threads: int | None = None,
     ) -> None:
         self.settings = settings or HostSettings()
         self.root = (root or ROOT).resolve()
@@ -65,7 +70,11 @@ class FunctionsRouter:
 
     @classmethod
     def load(
-        cls, function_app: str = "function_app", *, root: Path | None = None, threads: int = 64
+        cls,
+        function_app: str = "function_app",
+        *,
+        root: Path | None = None,
+        threads: int | None = None,
     ) -> FunctionsRouter:
         """Import the module `function_app` from `root` (the repository root by default) and
         route to its FunctionApp with the settings of `root/host.json`."""
@@ -89,7 +98,7 @@ class FunctionsRouter:
         if function is None:
             return self._finish(self._host_answer(req))
         try:
-            response = self._worker.submit(function, routed).result()
+            response = self._worker.submit(function, routed).result().response
         except Exception:
             response = _host_failure(function)
         return self._finish(response)
@@ -103,10 +112,15 @@ class FunctionsRouter:
         if function is None:
             return Handled(self._finish(self._host_answer(req)), None)
         try:
-            response = await asyncio.wrap_future(self._worker.submit(function, routed))
+            invocation = await asyncio.wrap_future(self._worker.submit(function, routed))
         except Exception:
-            response = _host_failure(function)
-        return Handled(self._finish(response), function)
+            return Handled(self._finish(_host_failure(function)), function)
+        return Handled(self._finish(invocation.response), function, invocation.worker_wait)
+
+    @property
+    def threads(self) -> int:
+        """The size of the worker's thread pool for sync functions."""
+        return self._worker.threads
 
     def close(self) -> None:
         self._worker.close()

@@ -1,8 +1,12 @@
 """Call functions and turn what they return into responses, as the Python worker does.
 
-- Sync functions run on a thread pool (the worker's PYTHON_THREADPOOL_THREAD_COUNT; 64 here so
-  that many requests proceed at once); async functions run on one event loop of the worker's
-  own, on its own thread, for every caller: HTTP and in-process dispatch alike.
+- Sync functions run on a thread pool of `threads` (the worker's PYTHON_THREADPOOL_THREAD_COUNT;
+  None: the worker's default, `ThreadPoolExecutor`'s min(32, CPUs + 4), see `_limits`); an
+  invocation arriving while every thread is busy waits in the pool's queue, as in the worker.
+  Async functions run on one event loop of the worker's own, on its own thread, for every
+  caller: HTTP and in-process dispatch alike.
+- Each invocation reports how long it waited between being handed to the worker and the function
+  starting (`Invocation.worker_wait`): for a thread, or for the event loop to pick it up.
 - The `$return` value: a `func.HttpResponse` as built; a `str` is a 200 `text/plain;
   charset=utf-8`; anything else (None, bytes, dict) is the worker's encoding error, so a 500.
   An HTTP output passed as `func.Out` that is left unset gives 204 No Content, the host's
@@ -20,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
@@ -44,24 +50,32 @@ class _Out(func.Out[Any]):
         return self._value
 
 
+@dataclass(frozen=True)
+class Invocation:
+    response: func.HttpResponse
+    worker_wait: float  # seconds from the hand-over to the function starting
+
+
 class Worker:
-    def __init__(self, *, threads: int, directory: str) -> None:
+    def __init__(self, *, threads: int | None, directory: str) -> None:
         self._directory = directory
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="devstack-host")
+        self.threads: int = self._pool._max_workers  # what the executor chose when given None
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
 
-    def submit(self, function: HttpFunction, req: func.HttpRequest) -> Future[func.HttpResponse]:
+    def submit(self, function: HttpFunction, req: func.HttpRequest) -> Future[Invocation]:
         context = new_context(function.name, self._directory, req.headers)
         outs = {name: _Out() for name in function.out_args}
         kwargs: dict[str, Any] = {function.trigger_arg: req, **outs}
         if function.wants_context:
             kwargs["context"] = context
+        handed = time.perf_counter()
         if function.is_async:
-            coroutine = self._run_async(function, kwargs, context, outs)
+            coroutine = self._run_async(function, kwargs, context, outs, handed)
             return asyncio.run_coroutine_threadsafe(coroutine, self._event_loop())
-        return self._pool.submit(self._run_sync, function, kwargs, context, outs)
+        return self._pool.submit(self._run_sync, function, kwargs, context, outs, handed)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -89,12 +103,14 @@ class Worker:
         kwargs: dict[str, Any],
         context: InvocationContext,
         outs: dict[str, _Out],
-    ) -> func.HttpResponse:
+        handed: float,
+    ) -> Invocation:
+        waited = time.perf_counter() - handed
         bind_thread(context)
         try:
-            return _response(function, function.call(**kwargs), outs)
+            return Invocation(_response(function, function.call(**kwargs), outs), waited)
         except Exception:
-            return _failed(function, context)
+            return Invocation(_failed(function, context), waited)
 
     async def _run_async(
         self,
@@ -102,11 +118,13 @@ class Worker:
         kwargs: dict[str, Any],
         context: InvocationContext,
         outs: dict[str, _Out],
-    ) -> func.HttpResponse:
+        handed: float,
+    ) -> Invocation:
+        waited = time.perf_counter() - handed
         try:
-            return _response(function, await function.call(**kwargs), outs)
+            return Invocation(_response(function, await function.call(**kwargs), outs), waited)
         except Exception:
-            return _failed(function, context)
+            return Invocation(_failed(function, context), waited)
 
 
 def _failed(function: HttpFunction, context: InvocationContext) -> func.HttpResponse:

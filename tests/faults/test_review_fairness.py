@@ -1,12 +1,18 @@
 """Issue 10, item 2: one caller starving every other, and the per-caller cap that stops it.
 
 The outside review's attack, end to end through the dev stack's API host over real HTTP. The
-host runs sync functions on a thread pool of 64 (`devstack/host`, like the Python worker's
-PYTHON_THREADPOOL_THREAD_COUNT), and a request keeps its thread while it waits for Dataverse,
-including while it sleeps out a `Retry-After`. So a caller whose Dataverse calls are throttled
-with a long `Retry-After` and who sends 80 requests at once held every thread, and everyone
-else's requests queued behind hers: Bob's call took 18.9 s instead of 6 ms; a throttled
-`dealer-sync` did the same to Alice.
+host runs sync functions on the Python worker's thread pool (PYTHON_THREADPOOL_THREAD_COUNT: 64
+in the dev host at the time of the review, 32 in the test stack now, as the README recommends),
+and a request keeps its thread while it waits for Dataverse, including while it sleeps out a
+`Retry-After`. So a caller whose Dataverse calls are throttled with a long `Retry-After` and who
+sends 80 requests at once held every thread, and everyone else's requests queued behind hers:
+Bob's call took 18.9 s instead of 6 ms; a throttled `dealer-sync` did the same to Alice.
+
+The host also lets only 16 requests in at once (per-instance HTTP concurrency, Flex
+Consumption's); the rest wait in arrival order, so the victim's calls queue behind whatever is
+left of the flood. The cap answers the attacker's extra requests in milliseconds, which is what
+keeps that wait short. With the worker's default of 6 threads on a 2-core machine the cap (8)
+is above the pool and protects no one: the victim waited 24 s (tests/conftest.py).
 
 Here Dataverse throttles the attacker's requests with `Retry-After: 15` (a fault rule on a
 record only the attacker reads), after taking 2 s to answer. 15 s fits the request budget
@@ -46,7 +52,7 @@ from tests.api.conftest import Api
 from tests.api.contract_helpers import create, new_customer, oid
 from tests.faults.conftest import add_fault, assert_error, token_posts
 
-FLOOD = 80  # more than the host's 64 threads
+FLOOD = 80  # more than the host's threads (32) and its concurrency (16) together
 RETRY_AFTER = 15  # seconds: well within the request budget (25 s), so today's API sleeps it out
 HOLD_MS = 2000  # how long Dataverse takes to throttle each of the attacker's requests
 PROMPT_SECONDS = 3.0  # the issue's bound for the victim's calls (18.9 s before the fix)
