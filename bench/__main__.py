@@ -12,7 +12,17 @@ import platform
 import sys
 import time
 
-from bench import p1_auth, p2_handler, p3_reuse, p4_scale, p5_imports, p6_load
+from bench import (
+    p1_auth,
+    p2_handler,
+    p3_reuse,
+    p4_scale,
+    p5_imports,
+    p6_load,
+    p7_instances,
+    p8_l2_hit,
+    p9_rate_limit,
+)
 from bench.context import BenchContext
 from bench.core import Figure, Row, table
 
@@ -23,6 +33,9 @@ FIGURES: list[Figure] = [
     p4_scale.FIGURE,
     p5_imports.FIGURE,
     p6_load.FIGURE,
+    p7_instances.FIGURE,
+    p8_l2_hit.FIGURE,
+    p9_rate_limit.FIGURE,
 ]
 
 

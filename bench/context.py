@@ -8,6 +8,8 @@ seventeen per identity in P6) to measure reuse and evenness, not the cap, for th
 that P6 raises the Dataverse emulator's limits.
 The Entra emulator starts the first time a figure asks for it. User tokens are minted with the
 emulator's own signing key (in process, without HTTP), in the claim shape the emulator issues.
+So does a valkey-server of the bench's own (`valkey`, for the in-process figures on the shared
+store); `store(settings)` builds the API's `Store` against it, connected, before any timing.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -31,9 +33,17 @@ from devstack.tenant import Tenant, load_tenant
 from shared.auth import SigningKeys
 from shared.settings import Settings
 
+if TYPE_CHECKING:
+    from devstack.valkey import ValkeyServer
+    from shared.store import Store
+
 TOKEN_LIFETIME = 3600
 USER_SCOPES = "customer.read customer.readwrite case.read case.readwrite"
 NO_CALLER_CAP = {"MAX_CONCURRENT_REQUESTS_PER_CALLER": "0"}
+# REDIS_TIMEOUT_SECONDS for the figures that time the store in process (P8, P9). They time the
+# path where the store answers; with the API's default (0.1 s) a stall of this shared machine
+# would turn a call into "unavailable" (a miss, a local count) and open the circuit breaker.
+STORE_TIMEOUT_SECONDS = 5.0
 
 
 class BenchContext:
@@ -54,7 +64,10 @@ class BenchContext:
         self._entra_url: str | None = None
         self._entra: Any = None
         self._tokens: list[str] = []
+        self._stack_claims: dict[str, dict[str, Any]] = {}
         self._sessions: list[requests.Session] = []
+        self._valkey: ValkeyServer | None = None
+        self._stores: list[Store] = []
 
     def __enter__(self) -> BenchContext:
         return self
@@ -65,6 +78,10 @@ class BenchContext:
     def close(self) -> None:
         for session in self._sessions:
             session.close()
+        for store in self._stores:
+            store.close()
+        if self._valkey is not None:
+            self._valkey.stop()
         if self._stack is not None:
             self._stack.stop()
         for server in reversed(self._servers):
@@ -126,6 +143,54 @@ class BenchContext:
                 folder, ports=Ports(0, 0, 0, 0), db_path=folder / "dataverse.sqlite"
             )
         return self._stack
+
+    def new_stack_token(self, user: str) -> str:
+        """A token for `user` from the `stack`'s Entra, in the claims the demo client gets but
+        issued anew (its own `uti`, `iat` and `exp`): one that no API instance, cache or shared
+        store has seen, so the first request with it makes an On-Behalf-Of exchange."""
+        import jwt
+
+        from devstack.client import DevClient
+
+        if user not in self._stack_claims:
+            issued = DevClient.from_stack(self.stack.material.folder).user_token(user)
+            self._stack_claims[user] = jwt.decode(issued, options={"verify_signature": False})
+        now = int(time.time())
+        claims = {**self._stack_claims[user], "uti": uuid.uuid4().hex[:22]}
+        claims.update(iat=now, nbf=now, exp=now + TOKEN_LIFETIME)
+        return str(self.stack.entra_app.state.entra.sign(claims))
+
+    # --- the shared store, for figures that time it in process -------------------------------
+
+    @property
+    def valkey(self) -> ValkeyServer:
+        """A valkey-server of the bench's own, configured as the dev stack's (started on first
+        use; the stack of `stack` and P6's have their own)."""
+        if self._valkey is None:
+            from devstack.valkey import ValkeyServer
+
+            self._valkey = ValkeyServer(Path(self._folder.name) / "valkey").start()
+        return self._valkey
+
+    def store_settings(self, key_prefix: str, **overrides: Any) -> Settings:
+        """`settings()` with the bench's valkey-server as the store, under `key_prefix`."""
+        return self.settings(
+            redis_url=self.valkey.url,
+            redis_key_prefix=key_prefix,
+            redis_timeout_seconds=STORE_TIMEOUT_SECONDS,
+            **overrides,
+        )
+
+    def store(self, settings: Settings) -> Store:
+        """The API's `Store` for `settings` (whose `redis_url` is set), as the runtime builds it,
+        with its first connection open: importing redis-py and connecting stay out of timings."""
+        from shared.store import build_store
+
+        store = build_store(settings)
+        assert store is not None, "settings without REDIS_URL"
+        self._stores.append(store)
+        assert store.ping(), "the store does not answer"
+        return store
 
     # --- what the API is configured with --------------------------------------------------------
 
