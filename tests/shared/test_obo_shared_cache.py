@@ -8,6 +8,7 @@ over one store stand for several instances; tests/scale runs real separate proce
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -365,3 +366,16 @@ def test_the_wait_is_0_to_10_seconds_and_a_bad_one_names_the_setting(value: str)
         Settings.from_env({**GOOD, "OBO_SHARED_WAIT_SECONDS": value})
     assert Settings.from_env({**GOOD, "OBO_SHARED_WAIT_SECONDS": "0"}).obo_shared_wait_seconds == 0
     assert Settings.from_env(GOOD).obo_shared_wait_seconds == 2.0
+
+
+@pytest.mark.parametrize("size", [0, 1, 32, 1500])
+def test_the_value_key_derivation_is_rfc_5869_hkdf(size: int) -> None:
+    """`hkdf_sha256` gives exactly the bytes of cryptography's HKDF (it exists for speed)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    from shared.downstream.shared_cache import hkdf_sha256
+
+    salt, ikm, info = os.urandom(32), os.urandom(size), b"central-api obo-cache value v1"
+    reference = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
+    assert hkdf_sha256(salt, ikm, info) == reference
