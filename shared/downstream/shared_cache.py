@@ -45,7 +45,6 @@ benchmarks.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
@@ -174,10 +173,8 @@ class SharedTokenCache:
                 self._compare_and_delete([lock], [mine])
 
     def key(self, lookup: Lookup) -> str:
-        mac = hmac.new(self._lookup_key, digestmod=hashlib.sha256)
-        mac.update(" ".join(lookup.scopes).encode("utf-8") + b"\x00")
-        mac.update(lookup.assertion.encode("utf-8"))
-        return self._store.key("obo", mac.hexdigest())
+        message = " ".join(lookup.scopes).encode("utf-8") + b"\x00" + lookup.assertion.encode()
+        return self._store.key("obo", hmac.digest(self._lookup_key, message, "sha256").hex())
 
     def _read(self, key: str, lookup: Lookup) -> CachedToken | None:
         value = self._store.get(key)
