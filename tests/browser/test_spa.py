@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -21,7 +22,8 @@ WAIT = 30  # a generous guard on a busy 2-core machine, not a timing assertion
 
 
 def wait_for(driver: WebDriver, condition: Any, message: str) -> Any:
-    return WebDriverWait(driver, WAIT).until(lambda d: condition(d), message)
+    wait = WebDriverWait(driver, WAIT, ignored_exceptions=[StaleElementReferenceException])
+    return wait.until(lambda d: condition(d), message)
 
 
 def text(driver: WebDriver, element_id: str) -> str:
@@ -33,8 +35,9 @@ def status(driver: WebDriver) -> str:
 
 
 def names_on_page(driver: WebDriver) -> list[str]:
-    rows = driver.find_elements(By.CSS_SELECTOR, "#customers tbody tr")
-    return [row.find_elements(By.TAG_NAME, "td")[0].text for row in rows]
+    """The first column, read in one go: the page replaces its rows as it pleases."""
+    rows = "document.querySelectorAll('#customers tbody tr')"
+    return list(driver.execute_script(f"return [...{rows}].map(r => r.cells[0].textContent)"))
 
 
 def api_names(api: Api, user: str, **params: str) -> list[str]:
@@ -73,9 +76,7 @@ def signed_in_as(driver: WebDriver, api: Api, user: str) -> None:
 
 
 def rows_shown(driver: WebDriver) -> list[str]:
-    return list(
-        wait_for(driver, lambda d: names_on_page(d) or None, f"no rows; status: {status(driver)}")
-    )
+    return list(wait_for(driver, lambda d: names_on_page(d) or None, "no rows"))
 
 
 def test_alice_signs_in_lists_searches_pages_and_signs_out(browser: WebDriver, api: Api) -> None:
@@ -149,7 +150,7 @@ def test_a_stale_etag_shows_the_412_and_reload_recovers(browser: WebDriver, api:
     title.clear()
     title.send_keys("Changed in the browser")
     driver.find_element(By.ID, "save").click()
-    wait_for(driver, lambda d: status(d) == "Saved.", f"not saved: {status(driver)}")
+    wait_for(driver, lambda d: status(d) == "Saved.", "not saved")
     after = api.call("GET", f"/api/customers/{record_id}", user="alice")
     assert after.json()["jobTitle"] == "Changed in the browser"
 
@@ -170,7 +171,7 @@ def test_daves_claims_challenge_is_answered_by_a_second_factor(
             on_entra(d, api)
             and (d.find_elements(By.ID, "approve") or d.find_elements(By.ID, "password"))
         ),
-        f"no second sign-in; status: {status(driver)}",
+        "no second sign-in",
     )
     if driver.find_elements(By.ID, "password"):
         enter_credentials(driver, api, "dave")

@@ -174,8 +174,8 @@ async function saveCustomer() {
       etag: record.etag,
     });
     showRecord(await response.json());
+    await listCustomers(); // the list shows the new values too
     say("Saved.", "info");
-    await listCustomers();
   } catch (error) {
     if (error.status !== 412) throw error;
     say(
