@@ -138,9 +138,10 @@ def _spa(settings: dict[str, str]) -> str:
     origins = settings.get("DEVSTACK_CORS", "") or "none"
     if not spa:
         return f"not running   (CORS: {origins})"
+    cors = "the API allows it by CORS" if origins == spa else f"CORS: {origins}"
     if not MSAL_BUNDLE.is_file():
-        return f"{spa}/   (run `npm ci` in samples/spa first; CORS: {origins})"
-    return f"{spa}/   (sign in as alice; CORS allows {origins})"
+        return f"{spa}/   (first `make spa`; {cors})"
+    return f"{spa}/   ({cors})"
 
 
 def _latency(settings: dict[str, str]) -> str:

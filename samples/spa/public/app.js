@@ -10,6 +10,14 @@ const config = window.CENTRAL_API_CONFIG;
 const RETRY_KEY = "central-api-sample.retry"; // what to do again after a claims challenge
 const $ = (id) => document.getElementById(id);
 
+if (typeof msal === "undefined") {
+  // vendor/msal-browser.min.js answered 404: the npm packages are not installed.
+  $("status").textContent =
+    "@azure/msal-browser did not load: run `make spa` (npm ci in samples/spa), then reload.";
+  $("status").className = "error";
+  throw new Error("@azure/msal-browser is missing");
+}
+
 const msalApp = new msal.PublicClientApplication({
   auth: {
     clientId: config.client_id,
@@ -192,7 +200,9 @@ async function run(action) {
   try {
     await action();
   } catch (error) {
-    say(error.correlationId ? error.message + " (correlation id " + error.correlationId + ")" : String(error.message || error), "error");
+    const text = String(error.message || error);
+    // the correlation id is what a user quotes to the API's operators
+    say(error.correlationId ? text + " (correlation id " + error.correlationId + ")" : text, "error");
   }
 }
 
