@@ -5,6 +5,7 @@ HTTP), and the script lists customers."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -58,3 +59,27 @@ def test_cli_sample_signs_in_with_the_device_code_flow(api: Api, fast_device_pol
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == 3
     assert all(row["id"] and row["fullName"] for row in rows)
+
+
+def test_cli_sample_signs_in_in_the_browser(api: Api) -> None:
+    """The interactive path: MSAL's acquire_token_interactive opens "the browser" (a script
+    that fills in the sign-in page) and receives the answer on its localhost listener."""
+    alice = api.stack.tenant.user("alice")
+    env = {
+        **os.environ,
+        "BROWSER": f"{sys.executable} {Path(__file__).with_name('fake_browser.py')} %s",
+        "FAKE_BROWSER_USER": alice.upn,
+        "FAKE_BROWSER_PASSWORD": api.stack.material.password("alice"),
+        "REQUESTS_CA_BUNDLE": str(api.stack.ca_bundle),
+    }
+    command = [
+        sys.executable,
+        str(SCRIPT),
+        "--page-size",
+        "2",
+        "--stack-env",
+        str(api.stack.material.folder / "stack.env"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 2
