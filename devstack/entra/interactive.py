@@ -1,13 +1,12 @@
-"""Interactive sign-in: the authorize endpoint (authorization code with PKCE), the device-code
-endpoints, the sign-in page with its second-factor step, and sign-out.
+"""Interactive sign-in: the authorize endpoint (authorization code with PKCE), the sign-in page
+with its second-factor step, and sign-out. The device code flow's pages (`device.py`) end on
+the same sign-in page.
 
     GET  /{tenant}/oauth2/v2.0/authorize   response_type=code, client_id, redirect_uri, scope,
                                            state, nonce, prompt, login_hint, claims,
                                            code_challenge(_method), response_mode
     POST /{tenant}/login                   the sign-in page's form (user name and password)
     POST /{tenant}/mfa                     the second-factor step's form
-    POST /{tenant}/oauth2/v2.0/devicecode  client_id, scope, claims -> device_code, user_code...
-    GET  /devicelogin, POST /devicelogin   the page where a person types the user code
     GET  /{tenant}/oauth2/v2.0/logout      ends the browser session; post_logout_redirect_uri
 
 Errors follow Entra: until the client and its redirect URI are known good, the browser sees an
@@ -21,72 +20,37 @@ remembers it, so the next authorize request signs in silently.
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass, replace
-from typing import Any
-from urllib.parse import urlencode
+from dataclasses import replace
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from devstack.entra import pages, redirects
-from devstack.entra.claims import ClaimsRequest, parse_claims
-from devstack.entra.codes import IssuedCode, check_challenge
-from devstack.entra.devicecodes import EXPIRES_IN, DeviceFlow
+from devstack.entra.authorize import (
+    RESPONSE_MODES,
+    AuthorizeRequest,
+    DeviceRequest,
+    Pending,
+    answer,
+    error_fields,
+    parse_authorize,
+    trusted_client,
+)
+from devstack.entra.codes import IssuedCode
 from devstack.entra.emulator import Entra
 from devstack.entra.errors import (
     AccessDenied,
-    ConsentRequired,
     InteractionRequired,
     InvalidGrant,
     InvalidRequest,
-    InvalidScope,
     LoginRequired,
     ProtocolError,
-    UnauthorizedClient,
-    UnsupportedResponseType,
 )
-from devstack.entra.http import cors_headers, read_form
-from devstack.entra.scopes import OIDC_SCOPES, ScopeRequest, parse_scope
+from devstack.entra.http import read_form
 from devstack.entra.signin import SESSION_COOKIE, SESSION_LIFETIME, SignIn
 from devstack.entra.tokens import client_info
-from devstack.tenant import App, RedirectUri, User
-
-RESPONSE_MODES = ("query", "fragment", "form_post")
-PROMPTS = ("login", "none", "consent", "select_account")
-
-
-@dataclass(frozen=True)
-class AuthorizeRequest:
-    app: App
-    registered: RedirectUri
-    redirect_uri: str
-    response_mode: str
-    state: str | None
-    nonce: str | None
-    scope: str
-    target: ScopeRequest | None  # None when only OpenID scopes were asked for
-    prompt: str | None
-    login_hint: str | None
-    claims: ClaimsRequest
-    code_challenge: str | None
-    code_challenge_method: str
-
-
-@dataclass(frozen=True)
-class DeviceRequest:
-    app: App
-    flow: DeviceFlow
-    target: ScopeRequest | None
-    claims: ClaimsRequest
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A sign-in on the page: what for, and who has entered a password so far."""
-
-    request: AuthorizeRequest | DeviceRequest
-    sign_in: SignIn | None = None
+from devstack.tenant import App, User
 
 
 def _entra(request: Request) -> Entra:
@@ -102,7 +66,7 @@ async def authorize(request: Request) -> Response:
     params = dict(request.query_params)
     try:
         entra.directory.check_tenant(request.path_params["tenant"])
-        app, registered, redirect_uri = _trusted_client(entra, params)
+        app, registered, redirect_uri = trusted_client(entra, params)
     except ProtocolError as exc:
         return pages.error(exc)
     request.state.caller = {"appid": app.client_id}
@@ -110,98 +74,10 @@ async def authorize(request: Request) -> Response:
     mode = response_mode if response_mode in RESPONSE_MODES else "query"
     state = params.get("state")
     try:
-        authz = _authorize_request(entra, params, app, registered, redirect_uri, response_mode)
+        authz = parse_authorize(entra, params, app, registered, redirect_uri, response_mode)
     except ProtocolError as exc:
-        return _answer(mode, redirect_uri, _error_fields(exc, state))
+        return answer(mode, redirect_uri, error_fields(exc, state))
     return _continue(request, entra, authz)
-
-
-def _trusted_client(entra: Entra, params: dict[str, str]) -> tuple[App, RedirectUri, str]:
-    client_id = params.get("client_id", "").strip().lower()
-    if not client_id:
-        raise InvalidRequest(
-            900144, "The request body must contain the following parameter: 'client_id'."
-        )
-    app = entra.directory.app_by_client_id(client_id)
-    if app is None:
-        raise UnauthorizedClient(
-            700016,
-            f"Application with identifier '{client_id}' was not found in the directory "
-            f"'{entra.tenant.name}'.",
-        )
-    redirect_uri = params.get("redirect_uri", "")
-    if not redirect_uri:
-        raise InvalidRequest(
-            900144, "The request body must contain the following parameter: 'redirect_uri'."
-        )
-    return app, redirects.registered(app, redirect_uri), redirect_uri
-
-
-def _authorize_request(
-    entra: Entra,
-    params: dict[str, str],
-    app: App,
-    registered: RedirectUri,
-    redirect_uri: str,
-    response_mode: str,
-) -> AuthorizeRequest:
-    response_type = params.get("response_type", "")
-    if not response_type:
-        raise InvalidRequest(
-            900144, "The request body must contain the following parameter: 'response_type'."
-        )
-    if response_type.split() != ["code"]:
-        raise UnsupportedResponseType(
-            700054, f"response_type '{response_type}' is not enabled for the application."
-        )
-    if response_mode not in RESPONSE_MODES:
-        raise InvalidRequest(70007, f"The response_mode '{response_mode}' is not supported.")
-    prompt = params.get("prompt") or None
-    if prompt is not None and prompt not in PROMPTS:
-        raise InvalidRequest(90023, f"Invalid prompt parameter value '{prompt}'.")
-    scope = params.get("scope", "").strip()
-    if not scope:
-        raise InvalidRequest(
-            900144, "The request body must contain the following parameter: 'scope'."
-        )
-    target = _target(entra, scope)
-    if target is not None and not target.is_default:
-        held = entra.directory.consented_scopes(app, target.resource)
-        if any(s not in held for s in target.names):
-            raise ConsentRequired(
-                65001,
-                f"The user or administrator has not consented to use the application with ID "
-                f"'{app.client_id}' named '{app.name}'. Send an interactive authorization "
-                "request for this user and resource.",
-            )
-    challenge = params.get("code_challenge") or None
-    method = check_challenge(challenge, params.get("code_challenge_method") or None)
-    return AuthorizeRequest(
-        app=app,
-        registered=registered,
-        redirect_uri=redirect_uri,
-        response_mode=response_mode,
-        state=params.get("state"),
-        nonce=params.get("nonce"),
-        scope=scope,
-        target=target,
-        prompt=prompt,
-        login_hint=params.get("login_hint") or None,
-        claims=parse_claims(params.get("claims")),
-        code_challenge=challenge,
-        code_challenge_method=method,
-    )
-
-
-def _target(entra: Entra, scope: str) -> ScopeRequest | None:
-    if all(s.lower() in OIDC_SCOPES for s in scope.split()):
-        return None
-    try:
-        return parse_scope(entra.directory, scope)
-    except InvalidScope:
-        raise
-    except ProtocolError as exc:
-        raise InvalidScope(exc.code, exc.message) from None
 
 
 def _continue(request: Request, entra: Entra, authz: AuthorizeRequest) -> Response:
@@ -217,10 +93,10 @@ def _continue(request: Request, entra: Entra, authz: AuthorizeRequest) -> Respon
         if _step_up_reason(entra, authz, session) is None:
             return _complete(request, entra, Pending(authz, session))
         if authz.prompt == "none":
-            return _answer(
+            return answer(
                 authz.response_mode,
                 authz.redirect_uri,
-                _error_fields(_mfa_needed(authz), authz.state),
+                error_fields(_mfa_needed(authz), authz.state),
             )
         return _ask_second_factor(request, entra, Pending(authz, session))
     if authz.prompt == "none":
@@ -229,9 +105,9 @@ def _continue(request: Request, entra: Entra, authz: AuthorizeRequest) -> Respon
             "A silent sign-in request was sent but no user is signed in. The cookies used to "
             "represent the user's session were not sent in the request to Azure AD.",
         )
-        return _answer(authz.response_mode, authz.redirect_uri, _error_fields(refusal, authz.state))
+        return answer(authz.response_mode, authz.redirect_uri, error_fields(refusal, authz.state))
     flow = entra.pending.add(Pending(authz))
-    return _sign_in_page(request, entra, flow, authz.app, hinted.upn if hinted else "")
+    return sign_in_page(entra, flow, authz.app, hinted.upn if hinted else "")
 
 
 # --- the sign-in page ----------------------------------------------------------------------------
@@ -258,13 +134,13 @@ async def login(request: Request) -> Response:
             "directory. To sign into this application, the account must be added to the "
             "directory.",
         )
-        return _sign_in_page(request, entra, flow, app, username, refusal)
+        return sign_in_page(entra, flow, app, username, refusal)
     expected = entra.material.password(user.name)
     if not hmac.compare_digest(fields.get("password", "").encode(), expected.encode()):
         refusal = InvalidGrant(
             50126, "Error validating credentials due to invalid username or password."
         )
-        return _sign_in_page(request, entra, flow, app, username, refusal)
+        return sign_in_page(entra, flow, app, username, refusal)
     request.state.caller = {"appid": app.client_id, "oid": user.oid}
     entra.pending.discard(flow)
     signed_in = Pending(pending.request, SignIn(user.name))
@@ -293,8 +169,7 @@ async def second_factor(request: Request) -> Response:
     return _complete(request, entra, replace(pending, sign_in=stepped))
 
 
-def _sign_in_page(
-    request: Request,
+def sign_in_page(
     entra: Entra,
     flow: str,
     app: App,
@@ -372,7 +247,7 @@ def _complete(request: Request, entra: Entra, pending: Pending) -> Response:
             fields["state"] = authz.state
         fields["client_info"] = _client_info(entra, user)
         fields["session_state"] = session[:36]
-        response = _answer(authz.response_mode, authz.redirect_uri, fields)
+        response = answer(authz.response_mode, authz.redirect_uri, fields)
     response.set_cookie(
         SESSION_COOKIE,
         session,
@@ -390,29 +265,7 @@ def _refuse(request: Request, entra: Entra, pending: Pending, refusal: ProtocolE
     if isinstance(authz, DeviceRequest):
         entra.device_codes.decide(authz.flow.device_code, None)
         return pages.message("Sign-in cancelled", "You can close this window.")
-    return _answer(authz.response_mode, authz.redirect_uri, _error_fields(refusal, authz.state))
-
-
-# --- answering the app ---------------------------------------------------------------------------
-
-
-def _answer(mode: str, redirect_uri: str, fields: dict[str, str]) -> Response:
-    target = redirects.response_uri(redirect_uri)
-    if mode == "form_post":
-        return pages.form_post(target, fields)
-    if mode == "fragment":
-        return RedirectResponse(f"{target}#{urlencode(fields)}", 302)
-    separator = "&" if "?" in target else "?"
-    return RedirectResponse(f"{target}{separator}{urlencode(fields)}", 302)
-
-
-def _error_fields(exc: ProtocolError, state: str | None) -> dict[str, str]:
-    fields = {"error": exc.error, "error_description": f"AADSTS{exc.code}: {exc.message}"}
-    if exc.suberror:
-        fields["error_subcode"] = exc.suberror
-    if state is not None:
-        fields["state"] = state
-    return fields
+    return answer(authz.response_mode, authz.redirect_uri, error_fields(refusal, authz.state))
 
 
 def _client_info(entra: Entra, user: User) -> str:
@@ -445,83 +298,6 @@ def _path(entra: Entra, leaf: str) -> str:
     return f"/{entra.tenant.id}/{leaf}"
 
 
-# --- device code ---------------------------------------------------------------------------------
-
-
-async def devicecode(request: Request) -> Response:
-    entra = _entra(request)
-    entra.directory.check_tenant(request.path_params["tenant"])
-    form = await read_form(request)
-    client_id = form.get("client_id", "").strip().lower()
-    request.state.caller = {"appid": client_id} if client_id else None
-    app = _trusted_app(entra, client_id)
-    scope = form.get("scope", "").strip()
-    if not scope:
-        raise InvalidRequest(
-            900144, "The request body must contain the following parameter: 'scope'."
-        )
-    _target(entra, scope)
-    parse_claims(form.get("claims"))
-    flow = entra.device_codes.start(app.client_id, scope, form.get("claims") or None)
-    uri = f"{entra.base_url}/devicelogin"
-    body: dict[str, Any] = {
-        "user_code": flow.user_code,
-        "device_code": flow.device_code,
-        "verification_uri": uri,
-        "expires_in": EXPIRES_IN,
-        "interval": entra.device_codes.interval,
-        "message": (
-            f"To sign in, use a web browser to open the page {uri} and enter the code "
-            f"{flow.user_code} to authenticate."
-        ),
-    }
-    return JSONResponse(body, headers=cors_headers(request))
-
-
-def _trusted_app(entra: Entra, client_id: str) -> App:
-    if not client_id:
-        raise InvalidRequest(
-            900144, "The request body must contain the following parameter: 'client_id'."
-        )
-    app = entra.directory.app_by_client_id(client_id)
-    if app is None:
-        raise UnauthorizedClient(
-            700016,
-            f"Application with identifier '{client_id}' was not found in the directory "
-            f"'{entra.tenant.name}'.",
-        )
-    return app
-
-
-async def devicelogin_page(request: Request) -> Response:
-    return pages.device_code("/devicelogin")
-
-
-async def devicelogin(request: Request) -> Response:
-    entra = _entra(request)
-    form = await read_form(request)
-    flow = entra.device_codes.by_user_code(form.get("otc", ""))
-    if flow is None:
-        return pages.device_code(
-            "/devicelogin",
-            error=InvalidRequest(
-                70018,
-                "Invalid verification code due to the user typing in a wrong user code for the "
-                "device code flow. Authorization is not approved.",
-            ),
-        )
-    app = _trusted_app(entra, flow.client_id)
-    request.state.caller = {"appid": app.client_id}
-    device = DeviceRequest(app, flow, _target(entra, flow.scope), parse_claims(flow.claims))
-    handle = entra.pending.add(Pending(device))
-    return pages.sign_in(
-        _path(entra, "login"),
-        handle,
-        app_name=app.name,
-        users=list(entra.tenant.users.values()),
-    )
-
-
 # --- sign-out ------------------------------------------------------------------------------------
 
 
@@ -552,8 +328,5 @@ ROUTES = [
     Route("/{tenant}/oauth2/v2.0/authorize", authorize, methods=["GET"]),
     Route("/{tenant}/login", login, methods=["POST"]),
     Route("/{tenant}/mfa", second_factor, methods=["POST"]),
-    Route("/{tenant}/oauth2/v2.0/devicecode", devicecode, methods=["POST"]),
-    Route("/devicelogin", devicelogin_page, methods=["GET"]),
-    Route("/devicelogin", devicelogin, methods=["POST"]),
     Route("/{tenant}/oauth2/v2.0/logout", logout, methods=["GET"]),
 ]

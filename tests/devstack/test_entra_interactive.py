@@ -538,3 +538,62 @@ def test_auth_context_claims_put_acrs_in_the_token(
     )
     result = app.acquire_token_by_auth_code_flow(flow, answer(browser.approve(page)))
     assert validator.api_claims(result["access_token"])["acrs"] == ["c1"]
+
+
+# --- web apps, prompt and login_hint -------------------------------------------------------------
+
+
+@pytest.fixture
+def partner_web_consent(entra: Any) -> Iterator[None]:
+    """partner-api, signing users in as a web app, with consent for the central API."""
+    grant = {"client": "partner-api", "resource": "central-api", "scopes": ["customer.read"]}
+    requests.post(f"{entra.url}/_emulator/consents", json=grant, timeout=30).raise_for_status()
+    yield
+    requests.delete(f"{entra.url}/_emulator/consents", json=grant, timeout=30).raise_for_status()
+
+
+def test_web_app_redeems_its_code_with_its_secret_never_cross_origin(
+    browser: Browser,
+    entra: Any,
+    tenant: Tenant,
+    material: Material,
+    http: Any,
+    token_url: str,
+    partner_web_consent: None,
+) -> None:
+    web = "https://localhost/signin-oidc"
+    code = _code(browser, entra, tenant, material, client="partner-api", redirect_uri=web)
+    form = {
+        "grant_type": "authorization_code",
+        "client_id": tenant.app("partner-api").client_id,
+        "code": code,
+        "redirect_uri": web,
+        "scope": api_scope(tenant, "customer.read"),
+    }
+    no_secret = http.post(token_url, data=form, timeout=30)
+    assert_entra_error(no_secret.json(), "invalid_client", 7000218)
+    with_secret = {**form, "client_secret": material.client_secret("partner-api")}
+    from_browser = http.post(
+        token_url, data=with_secret, headers={"Origin": "https://localhost"}, timeout=30
+    )
+    assert_entra_error(from_browser.json(), "invalid_request", 9002326)
+    redeemed = http.post(token_url, data=with_secret, timeout=30)
+    assert redeemed.status_code == 200, redeemed.text
+
+
+def test_prompt_login_asks_again_and_login_hint_fills_the_name(
+    browser: Browser, entra: Any, tenant: Tenant, material: Material
+) -> None:
+    _code(browser, entra, tenant, material)  # a browser session for alice
+    url = authorize_url(
+        entra.url,
+        tenant.id,
+        client_id=tenant.app("portal").client_id,
+        redirect_uri=DESKTOP_REDIRECT,
+        scope=api_scope(tenant, "customer.read"),
+        prompt="login",
+        login_hint="bob@demo.example",
+    )
+    page = browser.open(url)
+    assert page.status_code == 200
+    assert 'value="bob@demo.example"' in page.text
