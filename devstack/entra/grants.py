@@ -33,7 +33,13 @@ from devstack.entra.errors import (
 from devstack.entra.keys import KeyRing
 from devstack.entra.metadata import Urls
 from devstack.entra.refresh import RefreshTokens, Session
-from devstack.entra.scopes import ScopeRequest, parse_scope, require, resource_default
+from devstack.entra.scopes import (
+    OIDC_SCOPES,
+    ScopeRequest,
+    parse_scope,
+    require,
+    resource_default,
+)
 from devstack.entra.signin import SignIn
 from devstack.entra.tokens import Grant, TokenMinter, client_info
 from devstack.pki import Material
@@ -217,9 +223,8 @@ class TokenService:
         if user is None:
             raise InvalidGrant(50034, "The user account does not exist in the directory.")
         audit.caller["oid"] = user.oid
-        return self._delegated(
-            request, client, user, session.sign_in, self._target(request), spa=session
-        )
+        target = self._user_target(request, request.form.get("scope", ""))
+        return self._delegated(request, client, user, session.sign_in, target, spa=session)
 
     def _authorization_code(
         self, request: TokenRequest, client: Client, audit: Audit
@@ -251,7 +256,7 @@ class TokenService:
         verify_pkce(issued, form.get("code_verifier"))
         user = self._directory.tenant.user(issued.sign_in.user)
         audit.caller["oid"] = user.oid
-        target = parse_scope(self._directory, form.get("scope") or issued.scope)
+        target = self._user_target(request, form.get("scope") or issued.scope)
         return self._delegated(
             request,
             client,
@@ -267,7 +272,7 @@ class TokenService:
         assert flow.sign_in is not None
         user = self._directory.tenant.user(flow.sign_in.user)
         audit.caller["oid"] = user.oid
-        target = parse_scope(self._directory, flow.scope)
+        target = self._user_target(request, flow.scope)
         return self._delegated(request, client, user, flow.sign_in, target)
 
     # --- shared steps -------------------------------------------------------------------------
@@ -277,19 +282,56 @@ class TokenService:
             return resource_default(self._directory, require(request.form, "resource"))
         return parse_scope(self._directory, require(request.form, "scope"))
 
+    def _user_target(self, request: TokenRequest, raw: str) -> ScopeRequest | frozenset[str]:
+        """The resource asked for, or only OpenID scopes (a sign-in, as MSAL.js's login asks).
+
+        Entra answers an OpenID-only request with an access token for Microsoft Graph, which
+        the emulator does not serve: it answers with the ID token and refresh token alone."""
+        if request.endpoint_version == 1:
+            return self._target(request)
+        names = raw.split()
+        if not names:
+            return self._target(request)  # the missing `scope`, refused as Entra does
+        if all(s.lower() in OIDC_SCOPES for s in names):
+            return frozenset(s.lower() for s in names)
+        return parse_scope(self._directory, raw)
+
     def _delegated(
         self,
         request: TokenRequest,
         client: Client,
         user: User,
         sign_in: SignIn,
-        target: ScopeRequest,
+        target: ScopeRequest | frozenset[str],
         *,
         nonce: str | None = None,
         spa: bool | Session = False,
     ) -> dict[str, Any]:
         """A user's tokens. `spa` is True for a code sent to a spa redirect URI, or the spa
         refresh token's session whose fixed expiry the new refresh token keeps."""
+        if isinstance(target, ScopeRequest):
+            body = self._user_access_token(client, user, sign_in, target)
+            oidc = target.oidc
+        else:
+            body, oidc = {"token_type": "Bearer", "scope": " ".join(sorted(target))}, target
+        now = self._clock()
+        if "offline_access" in oidc or request.endpoint_version == 1:
+            carried = spa.expires_at if isinstance(spa, Session) else None
+            token, session = self._refresh_tokens.issue(
+                sign_in, client.app.client_id, spa=bool(spa), expires_at=carried
+            )
+            body["refresh_token"] = token
+            if session.spa:
+                body["refresh_token_expires_in"] = self._refresh_tokens.seconds_left(session)
+        if "openid" in oidc:
+            body["id_token"] = self._minter.id_token(client.app, user, now, nonce)
+        if request.form.get("client_info") == "1":
+            body["client_info"] = client_info(user, self._urls.tenant_id)
+        return body
+
+    def _user_access_token(
+        self, client: Client, user: User, sign_in: SignIn, target: ScopeRequest
+    ) -> dict[str, Any]:
         scopes = self._consented(client.app, target)
         policy = self._directory.policy_for(user, target.resource)
         if policy is not None and not sign_in.mfa:
@@ -313,26 +355,13 @@ class TokenService:
         )
         issued = self._minter.access_token(grant, now)
         prefix = self._directory.app_id_uri(target.resource).rstrip("/")
-        body: dict[str, Any] = {
+        return {
             "token_type": "Bearer",
             "scope": " ".join(f"{prefix}/{s}" for s in scopes),
             "expires_in": issued.expires_in,
             "ext_expires_in": issued.ext_expires_in,
             "access_token": issued.access_token,
         }
-        if "offline_access" in target.oidc or request.endpoint_version == 1:
-            carried = spa.expires_at if isinstance(spa, Session) else None
-            token, session = self._refresh_tokens.issue(
-                sign_in, client.app.client_id, spa=bool(spa), expires_at=carried
-            )
-            body["refresh_token"] = token
-            if session.spa:
-                body["refresh_token_expires_in"] = self._refresh_tokens.seconds_left(session)
-        if "openid" in target.oidc:
-            body["id_token"] = self._minter.id_token(client.app, user, now, nonce)
-        if request.form.get("client_info") == "1":
-            body["client_info"] = client_info(user, self._urls.tenant_id)
-        return body
 
     def _consented(self, client: App, target: ScopeRequest) -> tuple[str, ...]:
         """Every scope the client holds on the resource: Entra puts them all in `scp`."""

@@ -597,3 +597,18 @@ def test_prompt_login_asks_again_and_login_hint_fills_the_name(
     page = browser.open(url)
     assert page.status_code == 200
     assert 'value="bob@demo.example"' in page.text
+
+
+def test_sign_in_for_openid_scopes_only_gets_id_and_refresh_tokens(
+    msal_apps: MsalApps, browser: Browser, tenant: Tenant, material: Material
+) -> None:
+    """What MSAL.js's loginRedirect asks by default (openid profile offline_access)."""
+    app = _portal(msal_apps, tenant)
+    result = _sign_in_with_msal(app, browser, material, tenant, "carol", [])
+    assert "error" not in result, result
+    assert result["id_token_claims"]["preferred_username"] == tenant.user("carol").upn
+    assert "refresh_token" in result
+    assert "access_token" not in result  # Entra's would be for Microsoft Graph
+    later = app.acquire_token_silent([api_scope(tenant, "customer.read")], app.get_accounts()[0])
+    assert later is not None
+    assert "access_token" in later, later  # the refresh token then serves the API's scopes
