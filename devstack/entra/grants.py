@@ -9,7 +9,6 @@ log names the caller even when the answer is an error.
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from devstack.entra.scopes import (
     require,
     resource_default,
 )
-from devstack.entra.signin import SignIn
+from devstack.entra.signin import SignIn, check_password
 from devstack.entra.tokens import Grant, TokenMinter, client_info
 from devstack.pki import Material
 from devstack.tenant import App, User
@@ -65,10 +64,14 @@ class TokenRequest:
 
 @dataclass
 class Audit:
-    """Who asked, for the request log."""
+    """Who asked, for the request log; and whether the answer may be read cross-origin."""
 
     grant_type: str | None = None
     caller: dict[str, str] = field(default_factory=dict)
+    # Entra sends CORS headers for the redemptions of spa redirect URIs only: a page redeeming
+    # anything else cannot read the answer (the browser reports a CORS error, as Entra's docs
+    # show). Set once the grant knows it holds a spa code or refresh token.
+    cross_origin: bool = False
 
 
 class TokenService:
@@ -179,20 +182,10 @@ class TokenService:
     def _password(self, request: TokenRequest, client: Client, audit: Audit) -> dict[str, Any]:
         username = require(request.form, "username")
         password = require(request.form, "password")
-        user = self._directory.user_by_upn(username)
-        if user is None:
-            raise InvalidGrant(
-                50034,
-                f"The user account {{EmailHidden}} does not exist in the {self._urls.tenant_id} "
-                "directory. To sign into this application, the account must be added to the "
-                "directory.",
-            )
-        audit.caller["oid"] = user.oid
-        expected = self._material.password(user.name)
-        if not hmac.compare_digest(password.encode(), expected.encode()):
-            raise InvalidGrant(
-                50126, "Error validating credentials due to invalid username or password."
-            )
+        named = self._directory.user_by_upn(username)
+        if named is not None:
+            audit.caller["oid"] = named.oid  # the log names whom a wrong password was for
+        user = check_password(self._directory, self._material, username, password)
         if parse_claims(request.form.get("claims")).step_up:
             raise _mfa_required(self._target(request).resource)
         return self._delegated(request, client, user, SignIn(user.name), self._target(request))
@@ -211,7 +204,7 @@ class TokenService:
                 "Provided grant is invalid or malformed. The refresh token was issued to a "
                 "different client.",
             )
-        _check_origin(request, SPA if session.spa else "public_client")
+        _check_origin(request, SPA if session.spa else "public_client", audit)
         if self._refresh_tokens.expired(session):
             raise InvalidGrant(
                 700084,
@@ -233,7 +226,7 @@ class TokenService:
         code = require(form, "code")
         redirect_uri = require(form, "redirect_uri")
         registered = redirects.registered(client.app, redirect_uri)
-        _check_origin(request, registered.platform)
+        _check_origin(request, registered.platform, audit)
         if registered.platform == "web" and not client.confidential:
             raise InvalidClient(
                 7000218,
@@ -397,9 +390,10 @@ def _mfa_required(resource: App) -> InteractionRequired:
     )
 
 
-def _check_origin(request: TokenRequest, platform: str) -> None:
+def _check_origin(request: TokenRequest, platform: str, audit: Audit) -> None:
     """Codes and refresh tokens of spa redirect URIs are redeemed cross-origin only; all others
     never cross-origin."""
+    audit.cross_origin = platform == SPA
     if platform == SPA and not request.origin:
         raise InvalidRequest(
             9002327,
