@@ -25,8 +25,9 @@ from devstack.entra.metadata import openid_configuration, user_realm
 MAX_BODY = 1 << 20  # Entra refuses large bodies; so do we, before parsing
 _NO_STORE = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
 # Browsers call the token, device-code, discovery and key endpoints cross-origin (a single-page
-# app's MSAL.js does), and Entra lets them read every answer, errors included. Whether the
-# redemption itself is allowed cross-origin is the grant's decision (spa redirect URIs only).
+# app's MSAL.js does). Every preflight is answered; the discovery documents, keys and device
+# codes are readable from any origin; token answers only for spa codes and refresh tokens
+# (`Audit.cross_origin`), as Entra does: CORS for spa redirect URIs only.
 _PREFLIGHT_MAX_AGE = "86400"
 
 
@@ -62,13 +63,14 @@ def render_error(request: Request, exc: Exception) -> Response:
         body["suberror"] = exc.suberror
     if exc.claims:
         body["claims"] = exc.claims
-    headers = {**_response_headers(trace_id, correlation_id), **cors_headers(request)}
+    readable = getattr(request.state, "cross_origin", True)
+    headers = {**_response_headers(trace_id, correlation_id), **cors_headers(request, readable)}
     return JSONResponse(body, exc.status, headers=headers)
 
 
-def cors_headers(request: Request) -> dict[str, str]:
-    """For a cross-origin request (one with `Origin`): let the page read the answer."""
-    if "origin" not in request.headers:
+def cors_headers(request: Request, readable: bool = True) -> dict[str, str]:
+    """For a cross-origin request (one with `Origin`) whose answer the page may read."""
+    if not readable or "origin" not in request.headers:
         return {}
     return {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "*"}
 
@@ -152,6 +154,7 @@ async def _token(request: Request, *, version: int) -> Response:
     form = await read_form(request)
     basic = _basic_credentials(request)
     audit = Audit()
+    request.state.cross_origin = False
     try:
         result = entra.token_service.exchange(
             TokenRequest(
@@ -166,9 +169,12 @@ async def _token(request: Request, *, version: int) -> Response:
     finally:
         request.state.grant_type = audit.grant_type
         request.state.caller = audit.caller or None
+        request.state.cross_origin = audit.cross_origin
     correlation_id = _correlation_id(request)
-    headers = {**_response_headers(str(uuid.uuid4()), correlation_id), **cors_headers(request)}
-    return JSONResponse(result, headers=headers)
+    cors = cors_headers(request, audit.cross_origin)
+    return JSONResponse(
+        result, headers={**_response_headers(str(uuid.uuid4()), correlation_id), **cors}
+    )
 
 
 async def read_form(request: Request) -> dict[str, str]:

@@ -19,7 +19,6 @@ remembers it, so the next authorize request signs in silently.
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import replace
 
 from starlette.requests import Request
@@ -42,13 +41,12 @@ from devstack.entra.emulator import Entra
 from devstack.entra.errors import (
     AccessDenied,
     InteractionRequired,
-    InvalidGrant,
     InvalidRequest,
     LoginRequired,
     ProtocolError,
 )
 from devstack.entra.http import read_form
-from devstack.entra.signin import SESSION_COOKIE, SESSION_LIFETIME, SignIn
+from devstack.entra.signin import SESSION_COOKIE, SESSION_LIFETIME, SignIn, check_password
 from devstack.entra.tokens import client_info
 from devstack.tenant import App, User
 
@@ -126,20 +124,9 @@ async def login(request: Request) -> Response:
         entra.pending.discard(flow)
         return _refuse(request, entra, pending, _declined())
     username = fields.get("username", "").strip()
-    user = entra.directory.user_by_upn(username)
-    if user is None:
-        refusal: ProtocolError = InvalidGrant(
-            50034,
-            f"The user account {{EmailHidden}} does not exist in the {entra.tenant.id} "
-            "directory. To sign into this application, the account must be added to the "
-            "directory.",
-        )
-        return sign_in_page(entra, flow, app, username, refusal)
-    expected = entra.material.password(user.name)
-    if not hmac.compare_digest(fields.get("password", "").encode(), expected.encode()):
-        refusal = InvalidGrant(
-            50126, "Error validating credentials due to invalid username or password."
-        )
+    try:
+        user = check_password(entra.directory, entra.material, username, fields.get("password", ""))
+    except ProtocolError as refusal:
         return sign_in_page(entra, flow, app, username, refusal)
     request.state.caller = {"appid": app.client_id, "oid": user.oid}
     entra.pending.discard(flow)

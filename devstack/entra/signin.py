@@ -12,11 +12,17 @@ signs everybody out, as clearing the browser's cookies would.
 
 from __future__ import annotations
 
+import hmac
 import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from devstack.entra.directory import Directory
+from devstack.entra.errors import InvalidGrant
+from devstack.pki import Material
+from devstack.tenant import User
 
 PASSWORD = "pwd"
 MFA = "mfa"
@@ -44,6 +50,25 @@ class SignIn:
             tuple(dict.fromkeys((*self.methods, MFA))),
             tuple(dict.fromkeys((*self.contexts, *contexts))),
         )
+
+
+def check_password(directory: Directory, material: Material, username: str, password: str) -> User:
+    """The user these credentials are; Entra's refusal (AADSTS50034, 50126) otherwise. The
+    password grant and the sign-in page both ask it."""
+    user = directory.user_by_upn(username)
+    if user is None:
+        raise InvalidGrant(
+            50034,
+            f"The user account {{EmailHidden}} does not exist in the {directory.tenant.id} "
+            "directory. To sign into this application, the account must be added to the "
+            "directory.",
+        )
+    expected = material.password(user.name)
+    if not hmac.compare_digest(password.encode(), expected.encode()):
+        raise InvalidGrant(
+            50126, "Error validating credentials due to invalid username or password."
+        )
+    return user
 
 
 class Expiring(Generic[T]):

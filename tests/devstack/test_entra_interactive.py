@@ -341,6 +341,16 @@ def test_spa_redeems_cross_origin_with_cors_and_a_24_hour_refresh_token(
     }
     same_origin = http.post(token_url, data=refresh, timeout=30)
     assert_entra_error(same_origin.json(), "invalid_request", 9002327)
+    wrong = _redeem(
+        http,
+        token_url,
+        tenant,
+        "no-such-code",
+        client="portal-spa",
+        redirect_uri=redirect,
+        origin=SPA_ORIGIN,
+    )
+    assert wrong.headers["access-control-allow-origin"] == "*"  # a spa page reads its errors
     again = http.post(token_url, data=refresh, headers={"Origin": SPA_ORIGIN}, timeout=30)
     assert again.status_code == 200, again.text
     # Refresh tokens redeemed from a spa one keep its first expiry.
@@ -390,7 +400,9 @@ def test_cross_origin_redemption_of_a_desktop_code_is_refused(
     code = _code(browser, entra, tenant, material)
     response = _redeem(http, token_url, tenant, code, origin=SPA_ORIGIN)
     assert response.status_code == 400
-    assert response.headers["access-control-allow-origin"] == "*"  # the page may read why
+    # No CORS header: a page cannot even read why (its console shows a CORS error, as Entra's
+    # documentation describes for a redirect URI that is not of type spa).
+    assert "access-control-allow-origin" not in response.headers
     assert_entra_error(response.json(), "invalid_request", 9002326)
 
 
@@ -597,3 +609,18 @@ def test_prompt_login_asks_again_and_login_hint_fills_the_name(
     page = browser.open(url)
     assert page.status_code == 200
     assert 'value="bob@demo.example"' in page.text
+
+
+def test_sign_in_for_openid_scopes_only_gets_id_and_refresh_tokens(
+    msal_apps: MsalApps, browser: Browser, tenant: Tenant, material: Material
+) -> None:
+    """What MSAL.js's loginRedirect asks by default (openid profile offline_access)."""
+    app = _portal(msal_apps, tenant)
+    result = _sign_in_with_msal(app, browser, material, tenant, "carol", [])
+    assert "error" not in result, result
+    assert result["id_token_claims"]["preferred_username"] == tenant.user("carol").upn
+    assert "refresh_token" in result
+    assert "access_token" not in result  # Entra's would be for Microsoft Graph
+    later = app.acquire_token_silent([api_scope(tenant, "customer.read")], app.get_accounts()[0])
+    assert later is not None
+    assert "access_token" in later, later  # the refresh token then serves the API's scopes
