@@ -4,9 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 PKG    := function_app.py shared devstack
+SPA    := samples/spa
+# npm ci's own record of what it installed: older than the lock file means install again.
+SPA_INSTALLED := $(SPA)/node_modules/.package-lock.json
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint format typecheck bench settings clean
+.PHONY: help setup spa run test lint format typecheck bench settings clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -19,10 +22,21 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 setup: $(STAMP)  ## create .venv and install the pinned dependencies
 
-run: setup  ## start the dev stack (Entra + Dataverse emulators, API host) with demo data
+# The sample SPA's @azure/msal-browser, exactly as package-lock.json pins it. Without npm the
+# stack still runs (the SPA says what is missing) and the browser test skips.
+$(SPA_INSTALLED): $(SPA)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(SPA) && npm ci --no-audit --no-fund --loglevel=error; \
+	else \
+		echo "npm not found: the sample SPA ($(SPA)) and its browser test need Node.js and npm"; \
+	fi
+
+spa: $(SPA_INSTALLED)  ## install the sample SPA's npm packages (npm ci)
+
+run: setup spa  ## start the dev stack (Entra + Dataverse emulators, API host) with demo data
 	$(BIN)/python -m devstack run
 
-test: setup lint typecheck  ## lint, type-check and run the whole test suite
+test: setup spa lint typecheck  ## lint, type-check and run the whole test suite
 	$(BIN)/python -m pytest
 
 lint: setup  ## ruff lint and format check
@@ -43,4 +57,4 @@ settings: setup  ## write local.settings.json for Core Tools from the running st
 	$(BIN)/python -m devstack settings
 
 clean:  ## remove the virtualenv, generated keys and caches
-	rm -rf $(VENV) .devstack .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .devstack .pytest_cache .mypy_cache .ruff_cache $(SPA)/node_modules test-results

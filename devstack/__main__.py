@@ -89,6 +89,7 @@ def banner(settings: dict[str, str], limits: InstanceLimits | None = None) -> st
  central API dev stack is running                          (Ctrl-C stops it)
 
    API host            {api}/api/{hosts}
+   Sample SPA          {_spa(settings)}
    Entra ID emulator   {settings["DEVSTACK_ENTRA_URL"]}/{settings["AZURE_TENANT_ID"]}/v2.0
    Dataverse emulator  {settings["DEVSTACK_DATAVERSE_URL"]}/api/data/v9.2/
    Shared store        {_without_password(settings["DEVSTACK_REDIS_URL"])}   (valkey-server)
@@ -127,6 +128,20 @@ def _limits_lines(limits: InstanceLimits) -> str:
         f"\n   Requests at once    {limits.concurrency} per host, the rest wait"
         f"   ({CONCURRENCY_SETTING})"
     )
+
+
+def _spa(settings: dict[str, str]) -> str:
+    """The sample SPA's address and the origins the API hosts allow by CORS."""
+    from devstack.spa import MSAL_BUNDLE
+
+    spa = settings.get("DEVSTACK_SPA_URL", "")
+    origins = settings.get("DEVSTACK_CORS", "") or "none"
+    if not spa:
+        return f"not running   (CORS: {origins})"
+    cors = "the API allows it by CORS" if origins == spa else f"CORS: {origins}"
+    if not MSAL_BUNDLE.is_file():
+        return f"{spa}/   (first `make spa`; {cors})"
+    return f"{spa}/   ({cors})"
 
 
 def _latency(settings: dict[str, str]) -> str:
@@ -203,8 +218,14 @@ def _settings(args: argparse.Namespace) -> int:
     settings = read_env(stack_dir() / "stack.env")
     values = {"FUNCTIONS_WORKER_RUNTIME": "python", "AzureWebJobsStorage": ""}
     values |= {k: v for k, v in settings.items() if not k.startswith("DEVSTACK_")}
+    # Core Tools' own CORS settings, the ones the dev host reads as DEVSTACK_CORS*.
+    host = {
+        "CORS": settings.get("DEVSTACK_CORS", ""),
+        "CORSCredentials": settings.get("DEVSTACK_CORS_CREDENTIALS", "false") == "true",
+    }
+    document = {"IsEncrypted": False, "Values": values, "Host": host}
     path = stack_dir().parent / "local.settings.json"
-    path.write_text(json.dumps({"IsEncrypted": False, "Values": values}, indent=2) + "\n")
+    path.write_text(json.dumps(document, indent=2) + "\n")
     path.chmod(0o600)
     print(f"wrote {path}")
     return 0

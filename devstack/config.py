@@ -38,6 +38,7 @@ class Ports:
     dataverse: int = 7444
     api: int = 7071
     redis: int = 7379  # the shared store (valkey-server)
+    spa: int = 7070  # the sample single-page app (devstack/spa.py)
 
     @classmethod
     def from_env(cls) -> Ports:
@@ -46,6 +47,7 @@ class Ports:
             dataverse=int(os.environ.get("DEVSTACK_DATAVERSE_PORT", cls.dataverse)),
             api=int(os.environ.get("DEVSTACK_API_PORT", cls.api)),
             redis=int(os.environ.get("DEVSTACK_REDIS_PORT", cls.redis)),
+            spa=int(os.environ.get("DEVSTACK_SPA_PORT", cls.spa)),
         )
 
 
@@ -68,8 +70,12 @@ def api_settings(
     redis_url: str,
     api_urls: list[str] | None = None,
     latency: LatencySetting | None = None,
+    spa_url: str = "",
 ) -> dict[str, str]:
-    """Every setting the API host runs with against the dev stack (local.settings.json.example)."""
+    """Every setting the API host runs with against the dev stack (local.settings.json.example).
+
+    DEVSTACK_CORS, the API hosts' allowed origins (devstack/host/_cors.py), is the sample SPA's
+    origin unless the environment sets it (empty: no CORS)."""
     api = tenant.app("central-api")
     bundle = write_ca_bundle(material)
     keys = material.subscription_keys
@@ -93,6 +99,10 @@ def api_settings(
         "DEVSTACK_DATAVERSE_URL": dataverse_url,
         "DEVSTACK_REDIS_URL": redis_url,
         "DEVSTACK_SUBSCRIPTION_KEY": keys["demo-portal"][0],
+        "DEVSTACK_SPA_URL": spa_url,
+        # Read by the dev host, as Core Tools reads Host.CORS and Host.CORSCredentials.
+        "DEVSTACK_CORS": os.environ.get("DEVSTACK_CORS", spa_url),
+        "DEVSTACK_CORS_CREDENTIALS": os.environ.get("DEVSTACK_CORS_CREDENTIALS", "false"),
         # The profile the emulators started with (the control plane may switch it since).
         **(latency or LatencySetting()).as_env(),
     }

@@ -11,10 +11,13 @@ the tests exercise. Ports of 0 pick free ones (tests); `Ports()` gives the docum
 (devstack/instances.py), as Azure runs instances; the first stays on a thread here, so that the
 tests and tools that reach into this process's API runtime see the same host as before.
 
+With the API comes the sample single-page app (devstack/spa.py, samples/spa) on a port of its
+own, an origin the API hosts allow by CORS (DEVSTACK_CORS, devstack/host/_cors.py).
+
 Every API host, in process or not, runs with the same limits (devstack/host/_limits.py): the
 worker's thread count (PYTHON_THREADPOOL_THREAD_COUNT) and the per-instance HTTP concurrency
-(DEVSTACK_HTTP_CONCURRENCY), read from the environment with `host_settings` over it. A malformed
-one stops the start before anything runs.
+(DEVSTACK_HTTP_CONCURRENCY), and the same CORS policy, read from the environment with
+`host_settings` over it. A malformed one stops the start before anything runs.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from devstack.instances import HostGroup, Instance, listen
 from devstack.latency import LatencySetting
 from devstack.pki import Material, ensure_material
 from devstack.server import ServerThread
+from devstack.spa import SPA_CLIENT, SpaConfig
+from devstack.spa import create_app as create_spa
 from devstack.tenant import Tenant, load_tenant
 from devstack.valkey import ValkeyServer
 
@@ -49,6 +54,7 @@ class RunningStack:
     entra_app: Any
     dataverse_app: Any
     valkey: ValkeyServer | None = None
+    spa: ServerThread | None = None  # the sample single-page app, with the API
     _servers: list[ServerThread] = field(default_factory=list)
     api_hosts: HostGroup | None = None  # API hosts 2..N, child processes
     limits: InstanceLimits | None = None  # every API host's threads and concurrency
@@ -62,6 +68,11 @@ class RunningStack:
     def api_instances(self) -> list[Instance]:
         """The API hosts running as child processes (hosts 2..N)."""
         return self.api_hosts.instances if self.api_hosts else []
+
+    @property
+    def spa_url(self) -> str:
+        assert self.spa is not None, "started without the API host"
+        return self.spa.url
 
     @property
     def entra_url(self) -> str:
@@ -114,9 +125,10 @@ def start_stack(
     extra = dict(host_settings or {})
     limits = None
     if with_api:
-        from devstack.host import InstanceLimits
+        from devstack.host import CorsPolicy, InstanceLimits
 
         limits = InstanceLimits.from_env({**os.environ, **extra})
+        CorsPolicy.from_env({**os.environ, **extra})  # fails here, before anything starts
 
     base_tenant = load_tenant()
     material = ensure_material(folder, base_tenant)
@@ -132,8 +144,9 @@ def start_stack(
         dataverse = ServerThread(name="dataverse-emulator", port=ports.dataverse, tls=tls)
         servers.append(dataverse)
         api = ServerThread(name="api-host", port=ports.api) if with_api else None
-        if api:
-            servers.append(api)
+        spa = ServerThread(name="sample-spa", port=ports.spa) if with_api else None
+        if api and spa:
+            servers.extend([api, spa])
             for n in range(2, api_instances + 1):
                 name = f"api-host-{n}"
                 more_apis.append((name, listen(name, ports.api + n - 1 if ports.api else 0)))
@@ -148,6 +161,7 @@ def start_stack(
             api_urls=[api.url, *(_url(sock) for _, sock in more_apis)] if api else [],
             redis_url=valkey.url,
             latency=latency,
+            spa_url=spa.url if spa else "",
         )
         settings.update(extra)
         write_env(folder / "stack.env", settings)
@@ -172,6 +186,8 @@ def start_stack(
             api.start(
                 create_host(function_app, limits=limits), max_header_read=HOST_MAX_HEADER_READ
             )
+            if spa:
+                spa.start(create_spa(spa_config(tenant, settings)))
             if more_apis:
                 sockets, more_apis = more_apis, []  # HostGroup.start closes them
                 hosts = HostGroup.start(sockets, env=dict(os.environ), function_app=function_app)
@@ -189,12 +205,27 @@ def start_stack(
         entra=entra,
         dataverse=dataverse,
         api=api,
+        spa=spa,
         entra_app=entra_app,
         dataverse_app=dataverse_app,
         valkey=valkey,
         _servers=servers,
         api_hosts=hosts,
         limits=limits,
+    )
+
+
+def spa_config(tenant: Tenant, settings: Mapping[str, str]) -> SpaConfig:
+    """The sample SPA's configuration against this stack: it signs in to the `portal-spa` client
+    app and asks for the customer scopes it uses."""
+    api = tenant.app("central-api").identifier_uris[0]
+    return SpaConfig(
+        client_id=tenant.app(SPA_CLIENT).client_id,
+        authority=f"{settings['DEVSTACK_ENTRA_URL']}/{tenant.id}",
+        redirect_uri=settings["DEVSTACK_SPA_URL"] + "/",
+        api_url=settings["DEVSTACK_API_URL"] + "/api",
+        scopes=[f"{api}/customer.read", f"{api}/customer.readwrite"],
+        subscription_key=settings["DEVSTACK_SUBSCRIPTION_KEY"],
     )
 
 

@@ -18,6 +18,17 @@ PRIVILEGES = ("create", "read", "write", "delete")
 DEPTHS = ("none", "user", "organization")
 
 
+# The platforms of an app registration's redirect URIs (the manifest's `spa`, `web` and
+# `publicClient`; the portal calls the last "Mobile and desktop applications").
+PLATFORMS = ("spa", "web", "public_client")
+
+
+@dataclass(frozen=True)
+class RedirectUri:
+    uri: str
+    platform: str  # one of PLATFORMS
+
+
 @dataclass(frozen=True)
 class App:
     name: str
@@ -28,6 +39,7 @@ class App:
     optional_claims: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ()
     app_roles: tuple[str, ...] = ()
+    redirect_uris: tuple[RedirectUri, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,6 +155,7 @@ def load_tenant(path: Path = DEFAULT_TENANT_FILE, *, dataverse_url: str | None =
             optional_claims=tuple(a.get("optional_claims", ())),
             scopes=tuple(a.get("scopes", ())),
             app_roles=tuple(a.get("app_roles", ())),
+            redirect_uris=_redirect_uris(name, a.get("redirect_uris", {})),
         )
         for name, a in raw["apps"].items()
     }
@@ -195,3 +208,12 @@ def load_tenant(path: Path = DEFAULT_TENANT_FILE, *, dataverse_url: str | None =
         source=raw,
     )
     return tenant.with_dataverse_url(dataverse_url) if dataverse_url else tenant
+
+
+def _redirect_uris(app: str, raw: dict[str, list[str]]) -> tuple[RedirectUri, ...]:
+    unknown = sorted(set(raw) - set(PLATFORMS))
+    if unknown:
+        raise ValueError(f"app {app}: unknown redirect URI platforms {unknown}; known: {PLATFORMS}")
+    return tuple(
+        RedirectUri(uri, platform) for platform in PLATFORMS for uri in raw.get(platform, ())
+    )

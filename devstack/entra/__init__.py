@@ -1,6 +1,8 @@
-"""The Entra ID emulator: discovery, JWKS with live key rotation, and the v2/v1 token endpoints
-(client credentials, on-behalf-of, resource-owner password, refresh token), with Entra's error
-shapes and a control plane for tests.
+"""The Entra ID emulator: discovery, JWKS with live key rotation, the v2/v1 token endpoints
+(client credentials, on-behalf-of, resource-owner password, refresh token, authorization code
+with PKCE, device code), interactive sign-in (authorize, a sign-in page with a second-factor
+step, device login, sign-out), with Entra's error shapes and a control plane for tests. What it
+reproduces, and what it simplifies: README.md here.
 
 Public surface:
     create_app(tenant, material, *, base_url, clock=time.time) -> Starlette

@@ -7,7 +7,7 @@ import time
 from starlette.applications import Starlette
 
 from devstack.control import emulator_app
-from devstack.entra import control_routes, http
+from devstack.entra import control_routes, device, http, interactive
 from devstack.entra.emulator import Clock, Entra
 from devstack.entra.errors import ProtocolError
 from devstack.latency import LatencySetting
@@ -32,7 +32,7 @@ def create_app(
     entra = Entra(tenant, material, base_url=base_url, clock=clock, latency=latency)
     app = emulator_app(
         entra.control,
-        routes=http.ROUTES,
+        routes=[*http.ROUTES, *interactive.ROUTES, *device.ROUTES],
         control_routes=control_routes.ROUTES,
         exception_handlers={ProtocolError: http.render_error},
     )

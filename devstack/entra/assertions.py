@@ -15,7 +15,9 @@ from devstack.entra.errors import InvalidGrant, InvalidRequest
 from devstack.entra.keys import KeyRing
 from devstack.entra.metadata import Urls
 from devstack.entra.signature import signed_claims
+from devstack.entra.signin import SignIn
 from devstack.entra.timefmt import iso, numeric_date
+from devstack.entra.tokens import decode_aio
 from devstack.pki import SigningKey
 from devstack.tenant import App, User
 
@@ -30,7 +32,9 @@ def validate_user_assertion(
     directory: Directory,
     urls: Urls,
     now: float,
-) -> User:
+) -> tuple[User, SignIn]:
+    """The user the assertion stands for, and how they signed in (`amr` of a v1 token, Entra's
+    `aio` of a v2 one; `acrs`)."""
     header = _header(assertion)
     key = _signing_key(header, keys)
     claims = _verified_claims(assertion, key, header)
@@ -68,7 +72,15 @@ def validate_user_assertion(
             f"The user account {{EmailHidden}} does not exist in the {urls.tenant_id} directory. "
             "To sign into this application, the account must be added to the directory.",
         )
-    return user
+    amr = claims.get("amr")
+    methods = (
+        tuple(m for m in amr if isinstance(m, str))
+        if isinstance(amr, list)
+        else decode_aio(claims.get("aio"))
+    )
+    acrs = claims.get("acrs")
+    contexts = tuple(c for c in acrs if isinstance(c, str)) if isinstance(acrs, list) else ()
+    return user, SignIn(user.name, methods or ("pwd",), contexts)
 
 
 def _header(assertion: str) -> dict[str, Any]:

@@ -11,11 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 from devstack.control import ControlPlane
+from devstack.entra.codes import AuthorizationCodes
+from devstack.entra.devicecodes import DeviceCodes
 from devstack.entra.directory import Directory
 from devstack.entra.grants import TokenService
 from devstack.entra.keys import KeyRing
 from devstack.entra.metadata import Urls
 from devstack.entra.refresh import RefreshTokens
+from devstack.entra.signin import PENDING_LIFETIME, SESSION_LIFETIME, Expiring, SignIn
 from devstack.latency import Latency, LatencySetting
 from devstack.pki import Material
 from devstack.tenant import Tenant
@@ -28,9 +31,10 @@ _METADATA_PATHS = ("/.well-known/openid-configuration", "/discovery/v2.0/keys", 
 
 
 def latency_class(method: str, path: str) -> str:
-    """The token endpoint (v1 and v2, every grant), the metadata documents (OpenID discovery
-    and JWKS), or anything else (user realm, unknown paths)."""
-    if path.endswith(("/oauth2/v2.0/token", "/oauth2/token")):
+    """The token endpoint (v1 and v2, every grant) and the device-code endpoint, the metadata
+    documents (OpenID discovery and JWKS), or anything else (user realm, sign-in pages, unknown
+    paths)."""
+    if path.endswith(("/oauth2/v2.0/token", "/oauth2/token", "/oauth2/v2.0/devicecode")):
         return "token"
     if path.endswith(_METADATA_PATHS):
         return "metadata"
@@ -54,6 +58,11 @@ class Entra:
         self.keys = KeyRing(material.load_signing_keys())
         self.directory = Directory(tenant)
         self.refresh_tokens = RefreshTokens(clock)
+        self.codes = AuthorizationCodes(clock)
+        self.device_codes = DeviceCodes(clock)
+        # Browser sessions (single sign-on) and sign-ins waiting on the sign-in page.
+        self.sessions: Expiring[SignIn] = Expiring(clock, SESSION_LIFETIME)
+        self.pending: Expiring[Any] = Expiring(clock, PENDING_LIFETIME)
         self.control = ControlPlane(
             "entra",
             on_reset=self.reset,
@@ -67,6 +76,8 @@ class Entra:
             urls=self.urls,
             material=material,
             refresh_tokens=self.refresh_tokens,
+            codes=self.codes,
+            device_codes=self.device_codes,
             clock=clock,
         )
 
@@ -82,3 +93,7 @@ class Entra:
         self.keys.reset()
         self.directory.reset()
         self.refresh_tokens.clear()
+        self.codes.clear()
+        self.device_codes.clear()
+        self.sessions.clear()
+        self.pending.clear()

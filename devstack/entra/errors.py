@@ -10,9 +10,20 @@
     │   ├── InteractionRequired     interaction_required    400  (conditional access, MFA)
     │   ├── InvalidScope            invalid_scope           400  (unknown or malformed scope)
     │   ├── InvalidResource         invalid_resource        400  (no such resource in the tenant)
-    │   └── UnsupportedGrantType    unsupported_grant_type  400
+    │   ├── UnsupportedGrantType    unsupported_grant_type  400
+    │   ├── UnsupportedResponseType unsupported_response_type 400 (authorize: not `code`)
+    │   ├── AccessDenied            access_denied           400  (authorize: the user said no)
+    │   ├── LoginRequired           login_required          400  (prompt=none, nobody signed in)
+    │   ├── ConsentRequired         consent_required        400  (authorize: no consent held)
+    │   ├── AuthorizationPending    authorization_pending   400  (device code: not approved yet)
+    │   ├── SlowDown                slow_down               400  (device code: polled too fast)
+    │   ├── AuthorizationDeclined   authorization_declined  400  (device code: the user said no)
+    │   ├── BadVerificationCode     bad_verification_code   400  (device code: unknown)
+    │   └── ExpiredToken            expired_token           400  (device code: expired)
     └── ControlError                a bad control-plane request (400, plain JSON `{"error": ...}`)
 
+The authorize endpoint sends the same errors to the app's redirect URI (`error`,
+`error_description`, `state`) once it trusts that URI, and shows them on an error page before.
 A `ProtocolError` carries its AADSTS number and message; `suberror` and `claims` are set where
 Entra sets them (consent_required, claims challenges).
 """
@@ -82,3 +93,39 @@ class UnsupportedGrantType(ProtocolError):
 
 class ControlError(EntraError):
     """The control plane was asked for something impossible (unknown kid, unknown app...)."""
+
+
+class UnsupportedResponseType(ProtocolError):
+    error = "unsupported_response_type"
+
+
+class AccessDenied(ProtocolError):
+    error = "access_denied"
+
+
+class LoginRequired(ProtocolError):
+    error = "login_required"
+
+
+class ConsentRequired(ProtocolError):
+    error = "consent_required"
+
+
+class AuthorizationPending(ProtocolError):
+    error = "authorization_pending"
+
+
+class SlowDown(ProtocolError):
+    error = "slow_down"
+
+
+class AuthorizationDeclined(ProtocolError):
+    error = "authorization_declined"
+
+
+class BadVerificationCode(ProtocolError):
+    error = "bad_verification_code"
+
+
+class ExpiredToken(ProtocolError):
+    error = "expired_token"

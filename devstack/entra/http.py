@@ -24,6 +24,11 @@ from devstack.entra.metadata import openid_configuration, user_realm
 
 MAX_BODY = 1 << 20  # Entra refuses large bodies; so do we, before parsing
 _NO_STORE = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
+# Browsers call the token, device-code, discovery and key endpoints cross-origin (a single-page
+# app's MSAL.js does). Every preflight is answered; the discovery documents, keys and device
+# codes are readable from any origin; token answers only for spa codes and refresh tokens
+# (`Audit.cross_origin`), as Entra does: CORS for spa redirect URIs only.
+_PREFLIGHT_MAX_AGE = "86400"
 
 
 def _entra(request: Request) -> Entra:
@@ -58,7 +63,30 @@ def render_error(request: Request, exc: Exception) -> Response:
         body["suberror"] = exc.suberror
     if exc.claims:
         body["claims"] = exc.claims
-    return JSONResponse(body, exc.status, headers=_response_headers(trace_id, correlation_id))
+    readable = getattr(request.state, "cross_origin", True)
+    headers = {**_response_headers(trace_id, correlation_id), **cors_headers(request, readable)}
+    return JSONResponse(body, exc.status, headers=headers)
+
+
+def cors_headers(request: Request, readable: bool = True) -> dict[str, str]:
+    """For a cross-origin request (one with `Origin`) whose answer the page may read."""
+    if not readable or "origin" not in request.headers:
+        return {}
+    return {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "*"}
+
+
+async def preflight(request: Request) -> Response:
+    """A CORS preflight (OPTIONS) to a protocol endpoint: any origin, POST and GET, the headers
+    asked for (MSAL.js sends its telemetry headers)."""
+    asked = request.headers.get("access-control-request-headers", "")
+    headers = {
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+        "Access-Control-Max-Age": _PREFLIGHT_MAX_AGE,
+    }
+    if asked:
+        headers["Access-Control-Allow-Headers"] = asked
+    return Response(status_code=204, headers=headers)
 
 
 def _correlation_id(request: Request) -> str:
@@ -88,13 +116,14 @@ async def openid_configuration_v1(request: Request) -> Response:
 def _discovery(request: Request, *, version: int) -> Response:
     entra = _entra(request)
     segment = entra.directory.check_tenant(request.path_params["tenant"])
-    return JSONResponse(openid_configuration(entra.urls, segment, version))
+    document = openid_configuration(entra.urls, segment, version)
+    return JSONResponse(document, headers=cors_headers(request))
 
 
 async def jwks(request: Request) -> Response:
     entra = _entra(request)
     entra.directory.check_tenant(request.path_params["tenant"])
-    return JSONResponse(entra.keys.jwks())
+    return JSONResponse(entra.keys.jwks(), headers=cors_headers(request))
 
 
 async def userrealm(request: Request) -> Response:
@@ -122,9 +151,10 @@ async def _token(request: Request, *, version: int) -> Response:
             f"Received a {request.method} request.",
         )
     segment = entra.directory.check_tenant(request.path_params["tenant"])
-    form = await _form(request)
+    form = await read_form(request)
     basic = _basic_credentials(request)
     audit = Audit()
+    request.state.cross_origin = False
     try:
         result = entra.token_service.exchange(
             TokenRequest(
@@ -132,17 +162,22 @@ async def _token(request: Request, *, version: int) -> Response:
                 basic=basic,
                 multi_tenant_alias=segment in MULTI_TENANT_ALIASES,
                 endpoint_version=version,
+                origin=request.headers.get("origin"),
             ),
             audit,
         )
     finally:
         request.state.grant_type = audit.grant_type
         request.state.caller = audit.caller or None
+        request.state.cross_origin = audit.cross_origin
     correlation_id = _correlation_id(request)
-    return JSONResponse(result, headers=_response_headers(str(uuid.uuid4()), correlation_id))
+    cors = cors_headers(request, audit.cross_origin)
+    return JSONResponse(
+        result, headers={**_response_headers(str(uuid.uuid4()), correlation_id), **cors}
+    )
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def read_form(request: Request) -> dict[str, str]:
     """The url-encoded body; the first value wins when a parameter repeats."""
     body = await request.body()
     if len(body) > MAX_BODY:
@@ -180,6 +215,11 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
 
 
 ROUTES = [
+    Route("/{tenant}/oauth2/v2.0/token", preflight, methods=["OPTIONS"]),
+    Route("/{tenant}/oauth2/token", preflight, methods=["OPTIONS"]),
+    Route("/{tenant}/oauth2/v2.0/devicecode", preflight, methods=["OPTIONS"]),
+    Route("/{tenant}/v2.0/.well-known/openid-configuration", preflight, methods=["OPTIONS"]),
+    Route("/{tenant}/discovery/v2.0/keys", preflight, methods=["OPTIONS"]),
     Route(
         "/{tenant}/v2.0/.well-known/openid-configuration", openid_configuration_v2, methods=["GET"]
     ),

@@ -44,6 +44,8 @@ class Grant:
     user: User | None = None
     scopes: tuple[str, ...] = ()  # delegated
     roles: tuple[str, ...] = ()  # application
+    methods: tuple[str, ...] = ("pwd",)  # how the user signed in: `amr` (v1), inside `aio` (v2)
+    contexts: tuple[str, ...] = ()  # authentication contexts satisfied: `acrs`
 
 
 @dataclass(frozen=True)
@@ -109,9 +111,9 @@ class TokenMinter:
         token = self._keys.sign(claims)
         return Issued(token, lifetime, lifetime + EXT_LIFETIME)
 
-    def id_token(self, client: App, user: User, now: float) -> str:
+    def id_token(self, client: App, user: User, now: float, nonce: str | None = None) -> str:
         iat = int(now)
-        claims = {
+        claims: dict[str, Any] = {
             "aud": client.client_id,
             "iss": self._urls.issuer(2),
             "iat": iat,
@@ -126,6 +128,8 @@ class TokenMinter:
             "uti": _uti(),
             "ver": "2.0",
         }
+        if nonce is not None:
+            claims["nonce"] = nonce
         return self._keys.sign(claims)
 
     # --- claim groups -------------------------------------------------------------------------
@@ -142,7 +146,7 @@ class TokenMinter:
         claims.update(
             {
                 "acr": "1",
-                "amr": ["pwd"],
+                "amr": list(grant.methods),
                 "family_name": family,
                 "given_name": given,
                 "name": grant.user.display_name,
@@ -158,6 +162,7 @@ class TokenMinter:
             "azpacr": grant.client_acr,
         }
         if grant.user is not None:
+            claims["aio"] = encode_aio(grant.methods)
             claims["name"] = grant.user.display_name
             claims["preferred_username"] = grant.user.upn
         return claims
@@ -169,16 +174,42 @@ class TokenMinter:
             if grant.roles:
                 claims["roles"] = list(grant.roles)
             return claims
-        return {
+        subject: dict[str, Any] = {
             "oid": grant.user.oid,
             "sub": self._pairwise_sub(grant.user, grant.resource),
             "scp": " ".join(grant.scopes),
         }
+        if grant.contexts:
+            subject["acrs"] = list(grant.contexts)
+        return subject
 
     def _pairwise_sub(self, user: User, app: App) -> str:
         """Entra's `sub` is pairwise: stable for one user and one application, opaque otherwise."""
         digest = hashlib.sha256(f"{self.tenant_id}|{user.oid}|{app.client_id}".encode()).digest()
         return b64url(digest)[:43]
+
+
+def encode_aio(methods: tuple[str, ...]) -> str:
+    """Entra's `aio` is opaque ("resources should not use this claim"); Entra itself reads it
+    back, for instance to see that MFA was done when an On-Behalf-Of assertion arrives. The
+    emulator keeps the authentication methods there, behind random bytes so nobody parses it."""
+    raw = json.dumps({"amr": list(methods)}, separators=(",", ":")).encode()
+    return b64url(secrets.token_bytes(6)) + "." + b64url(raw)
+
+
+def decode_aio(value: object) -> tuple[str, ...]:
+    """The authentication methods an `aio` made by `encode_aio` carries; () for anything else."""
+    if not isinstance(value, str) or "." not in value:
+        return ()
+    try:
+        encoded = value.split(".", 1)[1]
+        data = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    except ValueError:
+        return ()
+    methods = data.get("amr") if isinstance(data, dict) else None
+    if not isinstance(methods, list):
+        return ()
+    return tuple(m for m in methods if isinstance(m, str))
 
 
 def _uti() -> str:

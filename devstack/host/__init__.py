@@ -22,10 +22,12 @@ What it reproduces, and where each rule lives:
   first served): `_asgi`, `_gate`;
 - the thread count and the concurrency, from PYTHON_THREADPOOL_THREAD_COUNT and
   DEVSTACK_HTTP_CONCURRENCY, with Azure's defaults: `_limits`;
-- host.json (`routePrefix`, `customHeaders`): `_settings`.
+- host.json (`routePrefix`, `customHeaders`): `_settings`;
+- CORS as the host applies `Host.CORS`/platform CORS, from DEVSTACK_CORS and
+  DEVSTACK_CORS_CREDENTIALS (preflights answered by the host, never by a function): `_cors`.
 
 Not reproduced: auth levels (every function is anonymous, as under Core Tools; no keys are
-checked), CORS, function timeouts, bindings other than the HTTP trigger and HTTP outputs,
+checked), function timeouts, bindings other than the HTTP trigger and HTTP outputs,
 HTTP streaming (the `azurefunctions-extensions-http-fastapi` types).
 """
 
@@ -42,6 +44,9 @@ from devstack.host._asgi import (
     WORKER_WAIT_HEADER,
     HostApp,
 )
+from devstack.host._cors import CREDENTIALS_SETTING as CORS_CREDENTIALS_SETTING
+from devstack.host._cors import ORIGINS_SETTING as CORS_SETTING
+from devstack.host._cors import CorsPolicy
 from devstack.host._errors import FunctionLoadError, HostConfigError, HostError, RouteTemplateError
 from devstack.host._functions import HttpFunction
 from devstack.host._limits import (
@@ -61,22 +66,27 @@ def create_app(
     root: Path | None = None,
     limits: InstanceLimits | None = None,
     max_body_size: int = MAX_BODY_SIZE,
+    cors: CorsPolicy | None = None,
 ) -> HostApp:
     """The ASGI app serving the FunctionApp in module `function_app`, imported from `root`
     (default: the repository root); `app.router` is its in-process `FunctionsRouter`.
 
     `limits`: the worker's thread count and the per-instance HTTP concurrency; None reads them
     from the environment (`InstanceLimits.from_env()`), as the worker and the platform do.
+    `cors`: the CORS policy; None reads it from the environment (`CorsPolicy.from_env()`).
     Raises FunctionLoadError when the module cannot be imported or a function cannot be served,
-    HostConfigError for host.json or a malformed limit.
+    HostConfigError for host.json, a malformed limit or a malformed CORS setting.
     """
     limits = limits if limits is not None else InstanceLimits.from_env()
+    cors = cors if cors is not None else CorsPolicy.from_env()
     router = FunctionsRouter.load(function_app, root=root, threads=limits.threads)
-    return HostApp(router, concurrency=limits.concurrency, max_body_size=max_body_size)
+    return HostApp(router, concurrency=limits.concurrency, max_body_size=max_body_size, cors=cors)
 
 
 __all__ = [
     "CONCURRENCY_SETTING",
+    "CORS_CREDENTIALS_SETTING",
+    "CORS_SETTING",
     "DEFAULT_CONCURRENCY",
     "HOST_MAX_HEADER_READ",
     "MAX_BODY_SIZE",
@@ -85,6 +95,7 @@ __all__ = [
     "QUEUE_HEADER",
     "THREADS_SETTING",
     "WORKER_WAIT_HEADER",
+    "CorsPolicy",
     "FunctionLoadError",
     "FunctionsRouter",
     "Handled",

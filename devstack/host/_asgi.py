@@ -21,6 +21,10 @@ only the dev host adds tell a benchmark where a request's time went:
 - `x-devstack-worker-wait-ms`: how long the invocation then waited for a worker thread (sync
   functions) or for the event loop (async ones); absent when no function ran.
 
+CORS (`_cors`): a preflight from a browser is answered here, 204, before the gate and before any
+function (its log line names `CORS preflight`); every other answer to an allowed origin gets the
+CORS headers, whoever gave it.
+
 One log line per request on `devstack.host`: method, raw path (never the query, which
 may hold keys), the function that answered, status, duration, time queued. Headers and bodies
 are never logged, and nothing about a failure reaches the client beyond its status.
@@ -34,6 +38,7 @@ import time
 import azure.functions as func
 from starlette.types import Message, Receive, Scope, Send
 
+from devstack.host._cors import CorsPolicy
 from devstack.host._gate import ConcurrencyGate
 from devstack.host._http import join_headers, query_params
 from devstack.host._limits import DEFAULT_CONCURRENCY
@@ -58,7 +63,7 @@ class _Disconnected(Exception):
 
 class HostApp:
     """ASGI app; `router` is the in-process handle on the same functions, `gate` the
-    per-instance concurrency (`gate.inside`, `gate.waiting`)."""
+    per-instance concurrency (`gate.inside`, `gate.waiting`), `cors` the CORS policy."""
 
     def __init__(
         self,
@@ -68,8 +73,10 @@ class HostApp:
         max_body_size: int = MAX_BODY_SIZE,
         max_url_length: int = MAX_URL_LENGTH,
         max_headers_size: int = MAX_HEADERS_SIZE,
+        cors: CorsPolicy | None = None,
     ) -> None:
         self.router = router
+        self.cors = cors or CorsPolicy()
         self.gate = ConcurrencyGate(concurrency)
         self.max_body_size = max_body_size
         self.max_url_length = max_url_length
@@ -101,14 +108,27 @@ class HostApp:
         outcome = "-"
         status = 500
         sent = False
+        headers = join_headers(
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
+        )
+        # Kestrel refuses oversized headers before any middleware, the CORS one included.
+        oversized = _headers_size(scope) > self.max_headers_size
+        preflight = None if oversized else self.cors.preflight(method, headers)
+        if preflight is not None:
+            await send(_start(204, preflight))
+            await send({"type": "http.response.body", "body": b""})
+            elapsed = (time.perf_counter() - started) * 1000
+            logger.info("%s %s CORS preflight 204 %.1f ms", method, path, elapsed)
+            return
         await self.gate.enter()
         queued = time.perf_counter() - started
         try:
-            handled = await self._answer(scope, receive, method, raw_path, path)
+            handled = await self._answer(scope, receive, method, raw_path, path, headers)
             outcome = handled.function.name if handled.function else "-"
             status = handled.response.status_code
             start, body = _wire(handled.response, head=method == "HEAD")
             start["headers"].extend(_timing(queued, handled.worker_wait))
+            start["headers"].extend(self.cors.response_headers(headers))
             sent = True
             await send(start)
             await send(body)
@@ -118,7 +138,8 @@ class HostApp:
             logger.exception("%s %s: the host failed", method, path)
             status = 500
             if not sent:
-                await send(_start(500, [(b"content-length", b"0"), *_timing(queued, None)]))
+                cors = self.cors.response_headers(headers)
+                await send(_start(500, [(b"content-length", b"0"), *_timing(queued, None), *cors]))
                 await send({"type": "http.response.body", "body": b""})
         finally:
             self.gate.leave()
@@ -129,17 +150,19 @@ class HostApp:
             )  # fmt: skip
 
     async def _answer(
-        self, scope: Scope, receive: Receive, method: str, raw_path: bytes, path: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        method: str,
+        raw_path: bytes,
+        path: str,
+        headers: dict[str, str],
     ) -> Handled:
         query: bytes = scope.get("query_string", b"")
         if len(raw_path) + len(query) + (1 if query else 0) > self.max_url_length:
             return Handled(func.HttpResponse(status_code=414), None)
-        size = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
-        if size > self.max_headers_size:
+        if _headers_size(scope) > self.max_headers_size:
             return Handled(func.HttpResponse(status_code=431), None)
-        headers = join_headers(
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
-        )
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_size:
             return Handled(func.HttpResponse(status_code=413), None)
@@ -166,6 +189,11 @@ class HostApp:
             body=body,
         )
         return await self.router.handle(req)
+
+
+def _headers_size(scope: Scope) -> int:
+    """Kestrel's count: each header's name and value plus `: ` and CRLF."""
+    return sum(len(name) + len(value) + 4 for name, value in scope["headers"])
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:

@@ -41,7 +41,7 @@ def session(http: requests.Session) -> requests.Session:
         ({"grant_type": OMIT}, 400, "invalid_request", 900144),
         ({"scope": OMIT}, 400, "invalid_request", 900144),
         ({"client_id": OMIT}, 400, "invalid_request", 900144),
-        ({"grant_type": "authorization_code"}, 400, "unsupported_grant_type", 70003),
+        ({"grant_type": "authorization_code"}, 400, "invalid_request", 900144),  # no code
         ({"grant_type": "bogus"}, 400, "unsupported_grant_type", 70003),
         ({"client_id": str(uuid.UUID(int=7))}, 400, "unauthorized_client", 700016),
         ({"client_secret": ""}, 401, "invalid_client", 7000215),
