@@ -61,15 +61,17 @@ def test_cli_sample_signs_in_with_the_device_code_flow(api: Api, fast_device_pol
     assert all(row["id"] and row["fullName"] for row in rows)
 
 
-def test_cli_sample_signs_in_in_the_browser(api: Api) -> None:
+@pytest.mark.parametrize("user", ["alice", "dave"])
+def test_cli_sample_signs_in_in_the_browser(api: Api, user: str) -> None:
     """The interactive path: MSAL's acquire_token_interactive opens "the browser" (a script
-    that fills in the sign-in page) and receives the answer on its localhost listener."""
-    alice = api.stack.tenant.user("alice")
+    that fills in the sign-in page, and approves the second factor when asked) and receives the
+    answer on its localhost listener. Dave's first call gets the claims challenge; the sample
+    signs him in again with the claims, and its retry succeeds."""
     env = {
         **os.environ,
         "BROWSER": f"{sys.executable} {Path(__file__).with_name('fake_browser.py')} %s",
-        "FAKE_BROWSER_USER": alice.upn,
-        "FAKE_BROWSER_PASSWORD": api.stack.material.password("alice"),
+        "FAKE_BROWSER_USER": api.stack.tenant.user(user).upn,
+        "FAKE_BROWSER_PASSWORD": api.stack.material.password(user),
         "REQUESTS_CA_BUNDLE": str(api.stack.ca_bundle),
     }
     command = [
@@ -83,3 +85,5 @@ def test_cli_sample_signs_in_in_the_browser(api: Api) -> None:
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 2
+    challenged = "The API asks for more" in done.stderr
+    assert challenged == (user == "dave")

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from devstack.entra import redirects
+from devstack.entra.claims import ClaimsRequest, parse_claims
 from devstack.entra.codes import AuthorizationCodes, IssuedCode, check_challenge
 from devstack.entra.devicecodes import EXPIRES_IN, DeviceCodes
 from devstack.entra.emulator import Entra
@@ -146,3 +147,17 @@ def test_bad_code_challenges(challenge: str | None, method: str, code: int) -> N
     with pytest.raises(InvalidRequest) as caught:
         check_challenge(challenge, method)
     assert caught.value.code == code
+
+
+def test_claims_parameter() -> None:
+    asked = parse_claims(
+        '{"access_token":{"xms_cc":{"values":["cp1"]},'
+        '"capolids":{"essential":true,"values":["p1"]},"acrs":{"essential":true,"value":"c1"}}}'
+    )
+    assert asked == ClaimsRequest(policies=("p1",), contexts=("c1",), capabilities=("cp1",))
+    assert asked.step_up
+    assert not parse_claims('{"access_token":{"xms_cc":{"values":["cp1"]}}}').step_up
+    for malformed in ("{", "[]", '{"access_token": 1}'):
+        with pytest.raises(InvalidRequest) as caught:
+            parse_claims(malformed)
+        assert caught.value.code == 90100
