@@ -239,6 +239,8 @@ class ControlPlane:
                 "grant_type": state.get("grant_type"),
                 "correlation_id": _header(scope, b"x-ms-correlation-request-id")
                 or _header(scope, b"client-request-id"),
+                "client_request_id": _header(scope, b"x-ms-client-request-id")
+                or _header(scope, b"client-request-id"),
                 "duration_ms": round((time.perf_counter() - started) * 1000, 3),
                 "latency_class": latency_class,
                 "latency_ms": round(pending.applied_ms, 3),
