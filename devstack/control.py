@@ -27,7 +27,10 @@ starts, unless the emulator applied it earlier itself (`await emulated_latency(r
 Dataverse emulator does, inside its service-protection bookkeeping, so that a delayed request
 counts as in flight there as it does in Azure). A fault's `delay_ms` comes first and adds to it;
 a connection reset gets none. The request log records the class and the delay applied
-(`latency_class`, `latency_ms`; `duration_ms` is the whole time, delays included). A request with
+(`latency_class`, `latency_ms`; `duration_ms` is the whole time, delays included), and the ids
+the client sent: `correlation_id` (`x-ms-correlation-request-id` or `client-request-id`) and
+`client_request_id` (`x-ms-client-request-id`, as Microsoft's SDKs send it, or
+`client-request-id`). A request with
 `X-Devstack-Latency: none` gets no delay: the Dataverse emulator's own fetch of Entra's signing
 keys sends it, since in Azure Dataverse holds them long before a client calls.
 

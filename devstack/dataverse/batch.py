@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 MAX_OPERATIONS = 1000
 API_PREFIX = "/api/data/v9.2"
 _CRLF = "\r\n"
+_REFERENCE = re.compile(r"\$([A-Za-z0-9_-]+)")
+_SYSTEM_SEGMENTS = frozenset({"batch", "metadata"})  # `$batch`, `$metadata`: not references
 
 
 @dataclass
@@ -139,14 +141,15 @@ def _operation(raw: bytes, references: dict[str, str]) -> Operation:
     method, url = match.group(1).upper(), match.group(2).strip()
     head, body = _split_head(rest)
     headers = BytesHeaderParser(policy=email.policy.HTTP).parsebytes(head + b"\r\n\r\n")
-    if url.startswith("$"):
-        name = re.match(r"\$([A-Za-z0-9_-]+)", url)
-        target = references.get(name.group(1)) if name else None
+    reference = _REFERENCE.match(url)
+    if reference is not None and reference.group(1) not in _SYSTEM_SEGMENTS:
+        target = references.get(reference.group(1))
         if target is None:
             raise BadRequest(
-                f"Content-ID Reference: '{url.split('/')[0]}' does not exist in the batch context."
+                f"Content-ID Reference: '{reference.group(0)}' does not exist in the batch "
+                "context."
             )
-        url = target + url[len(name.group(0)) :] if name else url
+        url = target + url[reference.end() :]
     parts = urlsplit(url)
     path = parts.path
     if API_PREFIX in path:
