@@ -146,8 +146,7 @@ def _operation(raw: bytes, references: dict[str, str]) -> Operation:
         target = references.get(reference.group(1))
         if target is None:
             raise BadRequest(
-                f"Content-ID Reference: '{reference.group(0)}' does not exist in the batch "
-                "context."
+                f"Content-ID Reference: '{reference.group(0)}' does not exist in the batch context."
             )
         url = target + url[reference.end() :]
     parts = urlsplit(url)
