@@ -293,6 +293,17 @@ def test_failed_change_set_rolls_back(client: Client) -> None:
     assert alice.records.list("contact", filter=f"lastname eq '{tag}'").records == []
 
 
+def test_a_failed_batch_without_continue_on_error_raises(app: DataverseClient) -> None:
+    """Dataverse answers the batch with the failure's status (404 here); the SDK only parses
+    200, 202, 207 and 400 answers, so it raises instead of returning a BatchResult."""
+    batch = app.batch.new()
+    batch.records.retrieve("bos_vehicle", str(uuid.uuid4()))
+    with pytest.raises(HttpError) as caught:
+        batch.execute()
+    assert caught.value.status_code == 404
+    assert caught.value.details["body_excerpt"].startswith("--batchresponse_")
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 
@@ -362,4 +373,5 @@ def test_client_request_id_is_logged_and_errors_carry_the_service_id(
     logged = [r for r in dv.control.requests(seen) if r["client_request_id"] == sent]
     assert len(logged) == 1
     assert logged[0]["status"] == 404
+    assert logged[0]["correlation_id"] == caught.value.details["correlation_id"]
     assert uuid.UUID(caught.value.details["service_request_id"])
