@@ -5,7 +5,8 @@ failure) -> system user (403 "not a member of the organization") -> service prot
 (429 with `Retry-After`) -> the emulated latency (devstack/latency.py) -> one operation
 (`operations.handle`) or a `$batch` of them (`batch.execute`) in a worker thread. Errors become
 HTTP here and only here, from the `DataverseError` class; anything unexpected is logged and
-answered as a generic 500 without details. A `$batch` counts once against the limits.
+answered as a generic 500 without details. A `$batch` is one request for the limits, and its
+whole execution time counts, as in Dataverse (api-limits.md).
 
 Every response carries a new `x-ms-service-request-id` (and the same value as `REQ_ID`), as
 Dataverse's do, and echoes the client's `x-ms-client-request-id` when it sent a sane one (the
