@@ -115,9 +115,9 @@ class DefinitionReads:
         self, table: Table, query: Query, *, check_filter: bool = True
     ) -> dict[str, Any] | None:
         item = definitions.entity(table)
+        _check_names(query, item, "EntityMetadata", navigation=("Attributes",))
         if check_filter and query.filter is not None and not _matches(query.filter, item):
             return None
-        _check_names(query, item, "EntityMetadata", navigation=("Attributes",))
         result = _project(item, query.select)
         for navigation, inner in query.expand.items():
             if navigation in _ENTITY_NAVIGATION:
@@ -174,7 +174,6 @@ class DefinitionReads:
         query = _query(params, collection=False)
         item = definitions.attribute(table, self.tables, column)
         result = self._column_item(table, item, cast, query)
-        assert result is not None
         context = f"{base}{type_path}{_context_columns(query)}/$entity"
         return Reply(200, {"@odata.context": context, **result})
 
@@ -205,10 +204,8 @@ class DefinitionReads:
             items = [i for i in items if i["@odata.type"] == f"#{cast.qualified}"]
         rows = []
         for item in items:
-            if query.filter is not None and not _matches(query.filter, item):
-                continue
-            row = self._column_item(table, item, cast, query)
-            if row is not None:
+            row = self._column_item(table, item, cast, query)  # checks the names first
+            if query.filter is None or _matches(query.filter, item):
                 rows.append(row)
         return rows
 
@@ -218,7 +215,7 @@ class DefinitionReads:
         item: dict[str, Any],
         cast: definitions.AttributeKind | None,
         query: Query,
-    ) -> dict[str, Any] | None:
+    ) -> dict[str, Any]:
         typed = cast is not None
         allowed = item if typed else {k: v for k, v in item.items() if k in _BASE}
         type_name = cast.odata_type if cast else "AttributeMetadata"

@@ -215,6 +215,13 @@ def test_one_attribute_by_name_with_its_option_set(bob: Api) -> None:
             "0x80060888",
             "'NoSuch' on type 'Microsoft.Dynamics.CRM.EntityMetadata'",
         ),
+        ("EntityDefinitions?$filter=NoSuch eq 'x'", 400, "0x80060888", "'NoSuch'"),
+        (
+            "EntityDefinitions(LogicalName='contact')/Attributes?$filter=NoSuch eq 1",
+            400,
+            "0x80060888",
+            "'NoSuch' on type 'Microsoft.Dynamics.CRM.AttributeMetadata'",
+        ),
         # derived properties and navigation need a cast, as in Dataverse
         (
             "EntityDefinitions(LogicalName='contact')/Attributes?$select=MaxLength",
