@@ -24,7 +24,7 @@ from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
 from http import HTTPStatus
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from starlette.datastructures import Headers, QueryParams
 
@@ -150,7 +150,7 @@ def _operation(raw: bytes, references: dict[str, str]) -> Operation:
             )
         url = target + url[reference.end() :]
     parts = urlsplit(url)
-    path = parts.path
+    path = unquote(parts.path)
     if API_PREFIX in path:
         path = path.split(API_PREFIX, 1)[1]
     return Operation(
@@ -171,7 +171,7 @@ def _split_head(rest: bytes) -> tuple[bytes, bytes]:
 
 def _bind_references(body: bytes, references: dict[str, str]) -> bytes:
     """`"x@odata.bind": "$1"` -> the URL of the record change-set operation 1 created."""
-    if not references or b"$" not in body:
+    if b"$" not in body:
         return body
     try:
         data = json.loads(body)

@@ -128,7 +128,7 @@ def test_parts_run_in_order_with_absolute_and_relative_urls(
         part(
             request("POST", f"{dataverse.url}{API}/contacts", {"firstname": "A", "lastname": tag})
         ),
-        part(request("POST", f"{API}/contacts", {"firstname": "B", "lastname": tag})),
+        part(request("POST", f"{API}/%63ontacts", {"firstname": "B", "lastname": tag})),
         part(request("GET", f"contacts?$select=firstname&$filter=lastname eq '{tag}'&$count=true")),
     )
     assert response.status_code == 200, response.text
@@ -225,6 +225,17 @@ def test_without_continue_on_error_the_first_failure_stops_the_batch(alice: Api,
         (
             [change_set(part(request("PATCH", "$7", {"jobtitle": "x"}), 1))],
             "Content-ID Reference: '$7' does not exist in the batch context.",
+        ),
+        (
+            [
+                change_set(
+                    part(
+                        request("POST", "contacts", {"parentcustomerid_contact@odata.bind": "$1"}),
+                        2,
+                    )
+                )
+            ],
+            "Content-ID Reference: '$1' does not exist in the batch context.",
         ),
         ([change_set(part(request("GET", "contacts"), 1))], "GET requests are not allowed"),
         ([part(request("POST", "$batch", {}))], "cannot contain another $batch"),
