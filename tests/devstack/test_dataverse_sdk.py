@@ -347,6 +347,8 @@ UNIMPLEMENTED: dict[str, Callable[[DataverseClient], Any]] = {
     "'UpdateMultiple'": lambda sdk: sdk.records.update("bos_vehicle", _IDS, {"bos_name": "c"}),
     "'BulkDelete'": lambda sdk: sdk.records.delete("bos_vehicle", _IDS),
     "'RetrieveMetadataChanges'": lambda sdk: sdk.tables.list_columns("contact", typed=True),
+    "'CreateEntities'": lambda sdk: sdk.tables.create("new_Thing", {"new_a": "string"}),
+    "changes to table definitions": lambda sdk: sdk.tables.add_columns("contact", {"new_b": "int"}),
 }
 
 
