@@ -81,7 +81,7 @@ class DefinitionReads:
         table = self._table(key)
         if len(segments) == 1:
             query = _query(params, collection=False)
-            item = self._table_item(table, query, check_filter=False)
+            item = self._table_item(table, query)
             assert item is not None
             context = f"{self.api_root}/$metadata#{ENTITY_SET}{_context_columns(query)}/$entity"
             return Reply(200, {"@odata.context": context, **item})
@@ -90,33 +90,23 @@ class DefinitionReads:
     # --- tables -------------------------------------------------------------------------------
 
     def _table(self, key: str) -> Table:
-        text = key.strip()
-        if GUID.fullmatch(text):
-            found = self._by_id.get(text.lower())
-            if found is None:
-                raise NotFound(
-                    f"Could not find an entity with id {text.lower()}.", code=ENTITY_NOT_FOUND
-                )
+        by_id, name = _key(key)
+        found = self._by_id.get(name) if by_id else self._by_logical.get(name)
+        if found is not None:
             return found
-        match = re.fullmatch(r"(?:LogicalName\s*=\s*)?'((?:[^']|'')*)'", text)
-        if match is None:
-            raise BadRequest.query_syntax()
-        logical = match.group(1).replace("''", "'")
-        found = self._by_logical.get(logical)
-        if found is None:
-            raise NotFound(
-                f"The entity with a name = '{logical}' with namemapping = 'Logical' was not "
-                "found in the MetadataCache.",
-                code=ENTITY_NOT_FOUND,
-            )
-        return found
+        if by_id:
+            raise NotFound(f"Could not find an entity with id {name}.", code=ENTITY_NOT_FOUND)
+        raise NotFound(
+            f"The entity with a name = '{name}' with namemapping = 'Logical' was not "
+            "found in the MetadataCache.",
+            code=ENTITY_NOT_FOUND,
+        )
 
-    def _table_item(
-        self, table: Table, query: Query, *, check_filter: bool = True
-    ) -> dict[str, Any] | None:
+    def _table_item(self, table: Table, query: Query) -> dict[str, Any] | None:
+        """The table's definition as the query shapes it, or None when `$filter` excludes it."""
         item = definitions.entity(table)
-        _check_names(query, item, "EntityMetadata", navigation=("Attributes",))
-        if check_filter and query.filter is not None and not _matches(query.filter, item):
+        _check_names(query, item, "EntityMetadata", navigation=("Attributes", *_ENTITY_NAVIGATION))
+        if query.filter is not None and not _matches(query.filter, item):
             return None
         result = _project(item, query.select)
         for navigation, inner in query.expand.items():
@@ -178,20 +168,16 @@ class DefinitionReads:
         return Reply(200, {"@odata.context": context, **result})
 
     def _column_name(self, table: Table, key: str) -> str:
-        text = key.strip()
+        by_id, name = _key(key)
         names = [c.name for c in table.columns] + [lk.name for lk in table.lookups]
-        if GUID.fullmatch(text):
+        if by_id:
             ids = {definitions.metadata_id(table.logical_name, n): n for n in names}
-            found = ids.get(text.lower())
+            found = ids.get(name)
         else:
-            match = re.fullmatch(r"(?:LogicalName\s*=\s*)?'((?:[^']|'')*)'", text)
-            if match is None:
-                raise BadRequest.query_syntax()
-            logical = match.group(1).replace("''", "'")
-            found = logical if logical in names else None
+            found = name if name in names else None
         if found is None:
             raise NotFound(
-                f"Could not find attribute {text} on entity {table.logical_name}.",
+                f"Could not find attribute {name} on entity {table.logical_name}.",
                 code=ENTITY_NOT_FOUND,
             )
         return found
@@ -373,6 +359,17 @@ def _value(node: ast._Node, item: Mapping[str, Any]) -> Any:
         if compare is not None:
             return compare(left, right)
     raise NotImplementedByEmulator("this $filter expression on table definitions")
+
+
+def _key(text: str) -> tuple[bool, str]:
+    """`(True, metadata id)` or `(False, logical name)` from `<guid>` or `LogicalName='x'`."""
+    text = text.strip()
+    if GUID.fullmatch(text):
+        return True, text.lower()
+    match = re.fullmatch(r"(?:LogicalName\s*=\s*)?'((?:[^']|'')*)'", text)
+    if match is None:
+        raise BadRequest.query_syntax()
+    return False, match.group(1).replace("''", "'")
 
 
 def _split(segment: str) -> tuple[str, str | None]:

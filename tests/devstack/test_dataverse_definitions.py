@@ -237,6 +237,13 @@ def test_one_attribute_by_name_with_its_option_set(bob: Api) -> None:
         ),
         ("EntityDefinitions?$top=1", 501, "0x80040216", "'$top'"),
         ("EntityDefinitions(LogicalName='contact')/Keys", 501, "0x80040216", "Keys"),
+        (
+            "EntityDefinitions(LogicalName='contact')?$expand=OneToManyRelationships",
+            501,
+            "0x80040216",
+            "OneToManyRelationships",
+        ),
+        ("EntityDefinitions(LogicalName=contact)", 400, "0x80060888", "syntax"),
         ("RelationshipDefinitions", 501, "0x80040216", "RelationshipDefinitions"),
     ],
 )
