@@ -27,7 +27,7 @@ from devstack.dataverse import definitions
 from devstack.dataverse.definitions import NAMESPACE
 from devstack.dataverse.errors import (
     BadRequest,
-    NotFound,
+    DefinitionNotFound,
     NotImplementedByEmulator,
     SegmentNotFound,
 )
@@ -48,7 +48,6 @@ _ENTITY_NAVIGATION = (
 _SEGMENT = re.compile(r"([A-Za-z_.]+)(?:\((.*)\))?", re.DOTALL)
 _ENUM_LITERAL = re.compile(rf"{re.escape(NAMESPACE)}\.[A-Za-z]+('(?:[^']|'')*')")
 _OPTIONS = {"$select", "$filter", "$expand"}
-ENTITY_NOT_FOUND = "0x80041102"  # Dataverse's "entity ... was not found in the MetadataCache"
 
 
 @dataclass
@@ -95,11 +94,10 @@ class DefinitionReads:
         if found is not None:
             return found
         if by_id:
-            raise NotFound(f"Could not find an entity with id {name}.", code=ENTITY_NOT_FOUND)
-        raise NotFound(
+            raise DefinitionNotFound(f"Could not find an entity with id {name}.")
+        raise DefinitionNotFound(
             f"The entity with a name = '{name}' with namemapping = 'Logical' was not "
-            "found in the MetadataCache.",
-            code=ENTITY_NOT_FOUND,
+            "found in the MetadataCache."
         )
 
     def _table_item(self, table: Table, query: Query) -> dict[str, Any] | None:
@@ -148,10 +146,7 @@ class DefinitionReads:
         column = self._column_name(table, key)
         kind = definitions.kind_of(table, column)
         if cast is not None and kind != cast:
-            raise NotFound(
-                f"The attribute '{column}' is not of type '{cast.qualified}'.",
-                code=ENTITY_NOT_FOUND,
-            )
+            raise DefinitionNotFound(f"The attribute '{column}' is not of type '{cast.qualified}'.")
         if rest:
             if rest != ["OptionSet"] or cast is None or not cast.has_option_set:
                 raise SegmentNotFound(rest[0])
@@ -176,9 +171,8 @@ class DefinitionReads:
         else:
             found = name if name in names else None
         if found is None:
-            raise NotFound(
-                f"Could not find attribute {name} on entity {table.logical_name}.",
-                code=ENTITY_NOT_FOUND,
+            raise DefinitionNotFound(
+                f"Could not find attribute {name} on entity {table.logical_name}."
             )
         return found
 
