@@ -188,7 +188,7 @@ def attribute(
         "SystemRequired"
         if name in (table.key, "statecode", "statuscode") or (lookup and lookup.name == "ownerid")
         else "ApplicationRequired"
-        if name == table.primary_name or name in table.required_lookups
+        if (name == table.primary_name and writable) or name in table.required_lookups
         else "None"
     )
     item: dict[str, Any] = {
@@ -285,7 +285,7 @@ def _typed(kind: AttributeKind, column: Column) -> dict[str, Any]:
     if t == "BooleanAttributeMetadata":
         return {"DefaultValue": False}
     if t in ("PicklistAttributeMetadata", "StateAttributeMetadata", "StatusAttributeMetadata"):
-        return {"DefaultFormValue": next(iter(column.options), -1), "OptionSetValues": None}
+        return {"DefaultFormValue": next(iter(column.options), -1)}
     return {}
 
 

@@ -135,6 +135,12 @@ def test_attributes_have_their_derived_types(bob: Api) -> None:
     assert attributes["fullname"]["IsPrimaryName"] is True
     assert attributes["fullname"]["IsValidForCreate"] is False
     assert attributes["statecode"]["RequiredLevel"]["Value"] == "SystemRequired"
+    assert attributes["fullname"]["RequiredLevel"]["Value"] == "None"  # computed
+    customer = bob.get(
+        "EntityDefinitions(LogicalName='incident')/Attributes(LogicalName='customerid')"
+        "?$select=RequiredLevel"
+    ).json()
+    assert customer["RequiredLevel"]["Value"] == "ApplicationRequired"
     assert attributes["ownerid"]["Targets"] == ["systemuser"]
     vehicle = bob.values(
         "EntityDefinitions(LogicalName='bos_vehicle')/Attributes?$select=SchemaName"
