@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from devstack.tenant import Tenant
-from tests.devstack.dataverse_helpers import Api, Tokens
+from tests.devstack.dataverse_helpers import Api, Tokens, logged
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,8 @@ def test_the_client_id_is_echoed_and_logged(bob: Api, dataverse: Any) -> None:
     service_id = response.headers["x-ms-service-request-id"]
     assert uuid.UUID(service_id)
     assert response.headers["REQ_ID"] == service_id
-    logged = [r for r in control.requests() if r["client_request_id"] == client_id]
-    assert [r["path"] for r in logged] == ["/api/data/v9.2/WhoAmI"]
+    entries = logged(control, 0, lambda r: r["client_request_id"] == client_id)
+    assert [r["path"] for r in entries] == ["/api/data/v9.2/WhoAmI"]
 
 
 def test_every_answer_has_its_own_service_id(
