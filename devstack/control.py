@@ -27,7 +27,11 @@ starts, unless the emulator applied it earlier itself (`await emulated_latency(r
 Dataverse emulator does, inside its service-protection bookkeeping, so that a delayed request
 counts as in flight there as it does in Azure). A fault's `delay_ms` comes first and adds to it;
 a connection reset gets none. The request log records the class and the delay applied
-(`latency_class`, `latency_ms`; `duration_ms` is the whole time, delays included). A request with
+(`latency_class`, `latency_ms`; `duration_ms` is the whole time, delays included), and the ids
+the client sent: `correlation_id` (`x-ms-correlation-request-id`, `x-ms-correlation-id` as
+Microsoft's Python SDK for Dataverse sends it, or `client-request-id`) and
+`client_request_id` (`x-ms-client-request-id`, as Microsoft's SDKs send it, or
+`client-request-id`). A request with
 `X-Devstack-Latency: none` gets no delay: the Dataverse emulator's own fetch of Entra's signing
 keys sends it, since in Azure Dataverse holds them long before a client calls.
 
@@ -238,6 +242,9 @@ class ControlPlane:
                 "caller": state.get("caller"),
                 "grant_type": state.get("grant_type"),
                 "correlation_id": _header(scope, b"x-ms-correlation-request-id")
+                or _header(scope, b"x-ms-correlation-id")
+                or _header(scope, b"client-request-id"),
+                "client_request_id": _header(scope, b"x-ms-client-request-id")
                 or _header(scope, b"client-request-id"),
                 "duration_ms": round((time.perf_counter() - started) * 1000, 3),
                 "latency_class": latency_class,

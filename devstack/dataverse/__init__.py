@@ -14,7 +14,8 @@ Modules: `tables` (declarations) on `schema` (how to declare); `store` (SQLite) 
 `sqlserver` (LIKE and collation); `filters` ($filter), `options` (query options), `paging`;
 `payload` (request bodies); `render` (records); `security` (principals, privileges); `auth`
 (tokens); `limits` (service protection); `reads` and `writes` (the operations) with `replies`;
-`http` (pipeline, errors);
+`definitions` (EntityDefinitions shapes) and `definition_reads` (their paths and query options);
+`operations` (one request to one of those); `batch` (`$batch`); `http` (pipeline, errors);
 `resources` (paths); `metadata` (service document, CSDL); `errors` (the exception tree).
 """
 

@@ -15,6 +15,7 @@ from devstack import seed as demo_data
 from devstack.control import ControlPlane, emulator_app
 from devstack.dataverse import control_routes, http, paging
 from devstack.dataverse.auth import KeyCache, TokenValidator, https_jwks
+from devstack.dataverse.definition_reads import DefinitionReads
 from devstack.dataverse.limits import ServiceProtection
 from devstack.dataverse.reads import Reads
 from devstack.dataverse.schema import Table
@@ -46,7 +47,8 @@ def latency_class(method: str, path: str) -> str:
 
 class Dataverse:
     """Everything the emulator holds: `.store`, `.directory`, `.validator`, `.keys`, `.limits`,
-    `.reads`, `.writes`, `.control`; `seed()`/`reseed()` fill the tables with the demo data."""
+    `.reads`, `.writes`, `.definitions` (EntityDefinitions), `.control`; `seed()`/`reseed()`
+    fill the tables with the demo data."""
 
     def __init__(
         self,
@@ -87,6 +89,7 @@ class Dataverse:
             api_root=self.api_root,
             skiptokens=paging.SkipTokens(secrets.token_bytes(32)),
         )
+        self.definitions = DefinitionReads(TABLES, self.api_root)
         self.writes = Writes(
             store=self.store, tables=TABLES, reads=self.reads, api_root=self.api_root, clock=clock
         )

@@ -1,6 +1,6 @@
 """Every error the Dataverse emulator raises on purpose. HTTP rendering happens once, in
-`devstack.dataverse.http`, looked up by class; the body is Dataverse's
-`{"error": {"code": "0x...", "message": "..."}}`.
+`devstack.dataverse.http` (a `$batch` part: `devstack.dataverse.batch`), looked up by class through
+`replies.error_reply`; the body is Dataverse's `{"error": {"code": "0x...", "message": "..."}}`.
 
     DataverseError                  base: status, code, message
     ├── BadRequest                  400  0x80060888  query syntax, unknown property in a URL
@@ -12,7 +12,8 @@
     │   ├── AccessDenied            403  0x80048306  held, but not for this record (access check)
     │   └── NotMember               403  0x80072560  no system user for the caller
     ├── NotFound                    404  0x80040217  no record with that key
-    │   └── SegmentNotFound         404  0x8006088a  no entity set/function of that name
+    │   ├── SegmentNotFound         404  0x8006088a  no entity set/function of that name
+    │   └── DefinitionNotFound      404  0x80041102  no table or column definition of that name
     ├── MethodNotAllowed            405
     ├── PreconditionFailed          412  0x80060882  stale row version
     │   └── DuplicateRecord         412  0x80040237  create-only upsert of an existing record
@@ -114,6 +115,12 @@ class SegmentNotFound(NotFound):
 
     def __init__(self, segment: str) -> None:
         super().__init__(f"Resource not found for the segment '{segment}'.")
+
+
+class DefinitionNotFound(NotFound):
+    """Dataverse's "... was not found in the MetadataCache" (EntityDefinitions)."""
+
+    code = "0x80041102"
 
 
 class MethodNotAllowed(DataverseError):

@@ -1,7 +1,8 @@
 """OData system query options, read and checked against the table: `$select`, `$filter`,
 `$orderby`, `$top`, `$count`, `$expand` (single-valued navigation properties, nested `$select`),
-`$skiptoken`. `$skip` is refused as Dataverse refuses it; an unknown `$option` is a 400; other
-parameters (aliases such as `@p1`) are left alone.
+`$skiptoken`. `$skip` is refused as Dataverse refuses it; an unknown `$option` is a 400;
+`fetchXml`, `sql`, `savedQuery` and `userQuery` are 501; other parameters (aliases such as `@p1`)
+are left alone.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ MAX_PAGE_SIZE = 5000
 _KNOWN = {"$select", "$filter", "$orderby", "$top", "$count", "$expand", "$skiptoken", "$format"}
 _NOT_IMPLEMENTED = {"$apply", "$search", "$compute", "$levels", "$index", "$schemaversion"}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Other ways Dataverse queries an entity set; answered 501, never ignored
+_OTHER_QUERIES = {
+    "fetchXml": "FetchXML queries (?fetchXml=)",
+    "sql": "SQL queries (?sql=)",
+    "savedQuery": "saved queries (?savedQuery=)",
+    "userQuery": "user queries (?userQuery=)",
+}
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,8 @@ def parse_options(
 ) -> QueryOptions:
     seen: dict[str, str] = {}
     for name, value in params:
+        if name in _OTHER_QUERIES:
+            raise NotImplementedByEmulator(_OTHER_QUERIES[name])
         if not name.startswith("$"):
             continue
         if name == "$skip":

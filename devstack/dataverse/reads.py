@@ -17,6 +17,8 @@ from devstack.dataverse.security import Directory, Principal
 from devstack.dataverse.store import Store, quote
 
 WHOAMI_RESPONSE = "Microsoft.Dynamics.CRM.WhoAmIResponse"
+TOTAL_RECORD_COUNT = "Microsoft.Dynamics.CRM.totalrecordcount"
+TOTAL_LIMIT_EXCEEDED = "Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"
 
 
 class Reads:
@@ -44,8 +46,14 @@ class Reads:
                 self.api_root, table, options.select, options.expand
             )
         }
+        counted = self._count(table, where, params, cap=MAX_PAGE_SIZE + 1) if options.count else -1
         if options.count:
-            body["@odata.count"] = self._count(table, where, params)
+            body["@odata.count"] = min(counted, MAX_PAGE_SIZE)
+        # count-rows.md: whether a count of 5000 means "5000 or more", when asked for
+        if prefer.annotations.wants(TOTAL_RECORD_COUNT):
+            body[f"@{TOTAL_RECORD_COUNT}"] = min(counted, MAX_PAGE_SIZE)
+        if prefer.annotations.wants(TOTAL_LIMIT_EXCEEDED):
+            body[f"@{TOTAL_LIMIT_EXCEEDED}"] = counted > MAX_PAGE_SIZE
         size, honoured = paging.page_size({"odata.maxpagesize": prefer.maxpagesize or ""})
         columns = paging.order_columns(table, options.orderby)
         names = [c.property for c in columns]
@@ -138,10 +146,12 @@ class Reads:
             params.extend(options.filter.params)
         return where, params
 
-    def _count(self, table: Table, where: Sequence[str], params: Sequence[Any]) -> int:
+    def _count(
+        self, table: Table, where: Sequence[str], params: Sequence[Any], cap: int = MAX_PAGE_SIZE
+    ) -> int:
         rows = self.store.query(
             f"SELECT COUNT(*) AS n FROM (SELECT 1 FROM {quote(table.entity_set)} t"  # noqa: S608
-            f"{_where(where)} LIMIT {MAX_PAGE_SIZE})",
+            f"{_where(where)} LIMIT {int(cap)})",
             params,
         )
         return int(rows[0]["n"])

@@ -1,5 +1,11 @@
-"""What a path under `/api/data/v9.2/` names: the service document, `$metadata`, a function or
-action, an entity set, `$count` of one, a record by key, or one property of a record.
+"""What a path under `/api/data/v9.2/` names: the service document, `$metadata`, `$batch`, table
+definitions (`EntityDefinitions...`), a function or action, an entity set, `$count` of one, a
+record by key, or one property of a record.
+
+Dataverse's functions and actions are PascalCase (`WhoAmI`, `BulkDelete`, `RetrieveVersion`),
+its entity sets lower case: a PascalCase first segment that is not one the emulator implements,
+and any bound operation (`contacts/Microsoft.Dynamics.CRM.CreateMultiple`), is a 501 naming it,
+never a 404 that would read as "Dataverse has no such thing".
 
 Keys are GUIDs (`contacts(<guid>)` or `contacts(contactid=<guid>)`); anything else in the
 parentheses is a 400 as in Dataverse, an unknown first segment a 404
@@ -18,11 +24,18 @@ from devstack.dataverse.schema import Table
 _SEGMENT = re.compile(r"([A-Za-z_$][A-Za-z0-9_.]*)(?:\((.*)\))?", re.DOTALL)
 GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 FUNCTIONS = {"WhoAmI": "GET", "CloseIncident": "POST"}
+DEFINITIONS = "EntityDefinitions"
+OTHER_DEFINITIONS = frozenset(
+    {"RelationshipDefinitions", "GlobalOptionSetDefinitions", "ManagedPropertyDefinitions"}
+)
+OPERATION_PREFIX = "Microsoft.Dynamics.CRM."
 
 
 @dataclass(frozen=True)
 class Resource:
-    kind: str  # service | metadata | function | collection | count | entity | property
+    # service | metadata | batch | definitions | function | collection | count | entity |
+    # property
+    kind: str
     table: Table | None = None
     key: str | None = None
     name: str | None = None  # function name or property name
@@ -37,15 +50,28 @@ def resolve(path: str, tables: Mapping[str, Table]) -> Resource:
     first = segments[0]
     if first == "$metadata" and len(segments) == 1:
         return Resource("metadata")
+    if first == "$batch" and len(segments) == 1:
+        return Resource("batch")
     match = _SEGMENT.fullmatch(first)
     if match is None:
         raise SegmentNotFound(first)
     name, key_text = match.groups()
+    if name == DEFINITIONS:
+        return Resource("definitions", name="/".join(segments))
+    if name in OTHER_DEFINITIONS:
+        raise NotImplementedByEmulator(f"{name} (only EntityDefinitions is served)")
     if name in FUNCTIONS and len(segments) == 1 and key_text in (None, ""):
         return Resource("function", name=name)
     table = tables.get(name)
     if table is None:
+        operation = name.removeprefix(OPERATION_PREFIX)
+        # "Contacts" is a mistyped entity set (Dataverse: 404), "BulkDelete" an operation
+        if operation[:1].isupper() and operation.lower() not in tables:
+            raise NotImplementedByEmulator(f"the function or action '{operation}'")
         raise SegmentNotFound(name)
+    if len(segments) > 1 and segments[1].startswith(OPERATION_PREFIX):
+        operation = segments[1].removeprefix(OPERATION_PREFIX).split("(")[0]
+        raise NotImplementedByEmulator(f"the bound function or action '{operation}'")
     if key_text is None:
         if len(segments) == 1:
             return Resource("collection", table)

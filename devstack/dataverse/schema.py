@@ -140,6 +140,19 @@ class Table:
     baseline_privileges: Mapping[str, str] = field(default_factory=dict)
     # lookups that must have a value on create, with Dataverse's message
     required_lookups: Mapping[str, str] = field(default_factory=dict)
+    # EntityDefinitions: the table's labels and its columns' schema names (logical name ->
+    # SchemaName; a logical name is always its schema name in lower case)
+    display_name: str = ""
+    display_collection_name: str = ""
+    schema_names: Mapping[str, str] = field(default_factory=dict)
+
+    def attribute_schema_name(self, logical_name: str) -> str:
+        return self.schema_names.get(logical_name, logical_name)
+
+    @property
+    def is_custom(self) -> bool:
+        """Custom tables carry a publisher prefix (`bos_`); system tables do not."""
+        return "_" in self.logical_name
 
     def column(self, name: str) -> Column | None:
         return self._columns.get(name)
@@ -174,6 +187,15 @@ class Table:
         return {nav: (lk, target) for lk in self.lookups for nav, target in lk.targets.items()}
 
 
+def schema_names(text: str) -> dict[str, str]:
+    """`"FirstName LastName"` -> `{"firstname": "FirstName", "lastname": "LastName"}`."""
+    return {name.lower(): name for name in text.split()}
+
+
+SYSTEM_SCHEMA_NAMES = schema_names(
+    "StateCode StatusCode CreatedOn ModifiedOn VersionNumber CreatedBy ModifiedBy OwnerId"
+)
+
 ACTIVE_INACTIVE = StateModel(
     states={0: ("Active", {1: "Active"}), 1: ("Inactive", {2: "Inactive"})}
 )
@@ -194,6 +216,9 @@ def table(
     autonumber: AutoNumber | None = None,
     baseline_privileges: Mapping[str, str] | None = None,
     required_lookups: Mapping[str, str] | None = None,
+    display_name: str = "",
+    display_collection_name: str = "",
+    column_schema_names: Mapping[str, str] | None = None,
 ) -> Table:
     """A table with Dataverse's system columns added."""
     key = f"{logical_name}id"
@@ -234,4 +259,11 @@ def table(
         autonumber=autonumber,
         baseline_privileges=baseline_privileges or {},
         required_lookups=required_lookups or {},
+        display_name=display_name or schema_name,
+        display_collection_name=display_collection_name or f"{display_name or schema_name}s",
+        schema_names={
+            **SYSTEM_SCHEMA_NAMES,
+            **(column_schema_names or {}),
+            key: f"{schema_name}Id",
+        },
     )

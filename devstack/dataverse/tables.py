@@ -10,7 +10,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from devstack.dataverse.schema import AutoNumber, Column, Lookup, StateModel, Table, table
+from devstack.dataverse.schema import (
+    AutoNumber,
+    Column,
+    Lookup,
+    StateModel,
+    Table,
+    schema_names,
+    table,
+)
+
+# Dataverse's schema names of the columns below (shared: `telephone1` is `Telephone1` in every
+# table); EntityDefinitions answers them as `SchemaName`.
+SCHEMA_NAMES = schema_names(
+    "FullName DomainName InternalEMailAddress AzureActiveDirectoryObjectId ApplicationId "
+    "IsDisabled AccessMode Name AccountNumber Telephone1 EMailAddress1 WebSiteURL "
+    "Address1_Line1 Address1_PostalCode Address1_City Address1_Country NumberOfEmployees "
+    "Revenue Description PrimaryContactId ParentAccountId FirstName LastName JobTitle "
+    "MobilePhone ParentCustomerId Title TicketNumber PriorityCode CaseOriginCode CaseTypeCode "
+    "CustomerId bos_Name bos_VIN bos_RegistrationNumber bos_Make bos_Model bos_ModelYear "
+    "bos_OwnerContactId"
+)
 
 
 def _full_name(row: Mapping[str, Any]) -> str | None:
@@ -30,6 +50,9 @@ def _address() -> tuple[Column, ...]:
 SYSTEMUSERS = table(
     entity_set="systemusers",
     logical_name="systemuser",
+    display_name="User",
+    display_collection_name="Users",
+    column_schema_names=SCHEMA_NAMES,
     schema_name="SystemUser",
     object_type_code=8,
     primary_name="fullname",
@@ -51,6 +74,9 @@ SYSTEMUSERS = table(
 ACCOUNTS = table(
     entity_set="accounts",
     logical_name="account",
+    display_name="Account",
+    display_collection_name="Accounts",
+    column_schema_names=SCHEMA_NAMES,
     schema_name="Account",
     object_type_code=1,
     primary_name="name",
@@ -74,6 +100,9 @@ ACCOUNTS = table(
 CONTACTS = table(
     entity_set="contacts",
     logical_name="contact",
+    display_name="Contact",
+    display_collection_name="Contacts",
+    column_schema_names=SCHEMA_NAMES,
     schema_name="Contact",
     object_type_code=2,
     primary_name="fullname",
@@ -100,6 +129,9 @@ CONTACTS = table(
 INCIDENTS = table(
     entity_set="incidents",
     logical_name="incident",
+    display_name="Case",
+    display_collection_name="Cases",
+    column_schema_names=SCHEMA_NAMES,
     schema_name="Incident",
     object_type_code=112,
     primary_name="title",
@@ -140,6 +172,9 @@ INCIDENTS = table(
 BOS_VEHICLES = table(
     entity_set="bos_vehicles",
     logical_name="bos_vehicle",
+    display_name="Vehicle",
+    display_collection_name="Vehicles",
+    column_schema_names=SCHEMA_NAMES,
     schema_name="bos_Vehicle",
     object_type_code=10118,
     primary_name="bos_name",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,3 +187,19 @@ def assert_error(response: requests.Response, status: int, code: str, message: s
     assert body["error"]["code"] == code, body
     assert message in body["error"]["message"], body
     assert "Traceback" not in response.text
+
+
+def logged(
+    control: Any, since: int, keep: Callable[[dict[str, Any]], bool], count: int = 1
+) -> list[dict[str, Any]]:
+    """The request log's entries after `since` that `keep` accepts, once there are `count`.
+
+    The control plane appends an entry after the response has gone out, so a client that has
+    its answer may look before the entry is there: poll (a generous guard, not a timing).
+    """
+    deadline = time.monotonic() + 10.0
+    while True:
+        found = [r for r in control.requests(since) if keep(r)]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.01)
