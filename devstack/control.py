@@ -32,7 +32,9 @@ a connection reset gets none. The request log records the class and the delay ap
 keys sends it, since in Azure Dataverse holds them long before a client calls.
 
 Handlers tell the log who the caller was by setting `request.state.caller` (for example
-`{"oid": ...}` or `{"appid": ...}`) and, on Entra, `request.state.grant_type`.
+`{"oid": ...}` or `{"appid": ...}`) and, on Entra, `request.state.grant_type` and
+`request.state.client_auth` (how the client authenticated: "none", "secret", "certificate" or
+"federated"; None when it did not get that far).
 """
 
 from __future__ import annotations
@@ -237,6 +239,7 @@ class ControlPlane:
                 "status": status["code"],
                 "caller": state.get("caller"),
                 "grant_type": state.get("grant_type"),
+                "client_auth": state.get("client_auth"),
                 "correlation_id": _header(scope, b"x-ms-correlation-request-id")
                 or _header(scope, b"client-request-id"),
                 "duration_ms": round((time.perf_counter() - started) * 1000, 3),

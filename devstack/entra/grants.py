@@ -53,6 +53,7 @@ class Audit:
 
     grant_type: str | None = None
     caller: dict[str, str] = field(default_factory=dict)
+    client_auth: str | None = None  # "none", "secret", "certificate" or "federated"
 
 
 class TokenService:
@@ -72,7 +73,7 @@ class TokenService:
         self._refresh_tokens = refresh_tokens
         self._clock = clock
         self._material = material
-        self._clients = ClientAuthenticator(directory, material)
+        self._clients = ClientAuthenticator(directory, material, keys=keys, urls=urls)
         self._minter = TokenMinter(directory, keys, urls)
         self._grants: dict[str, Callable[[TokenRequest, Client, Audit], dict[str, Any]]] = {
             CLIENT_CREDENTIALS: self._client_credentials,
@@ -94,6 +95,7 @@ class TokenService:
             audit.caller["appid"] = creds.client_id
         client = self._clients.authenticate(creds, self._urls.token_endpoints(), self._clock())
         audit.caller["appid"] = client.app.client_id
+        audit.client_auth = client.method
         if request.multi_tenant_alias:
             # The demo tenant's registrations are single-tenant (AzureADMyOrg).
             raise InvalidRequest(

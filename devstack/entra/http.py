@@ -138,6 +138,7 @@ async def _token(request: Request, *, version: int) -> Response:
     finally:
         request.state.grant_type = audit.grant_type
         request.state.caller = audit.caller or None
+        request.state.client_auth = audit.client_auth
     correlation_id = _correlation_id(request)
     return JSONResponse(result, headers=_response_headers(str(uuid.uuid4()), correlation_id))
 

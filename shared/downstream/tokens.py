@@ -30,15 +30,14 @@
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import math
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared.downstream.cache import CachedToken, CacheLevel, Lookup, TokenCache
+from shared.downstream.credentials import client_credential
 from shared.downstream.errors import (
     AssertionRejected,
     ClaimsChallenge,
@@ -58,7 +57,24 @@ if TYPE_CHECKING:
 # Seconds MSAL holds a 429 or 5xx from the token endpoint that came without Retry-After
 # (its `ThrottledHttpClient` default for confidential clients).
 MSAL_BACKOFF = 5
-_MISCONFIGURATION = {7000215, 7000222, 700016, 700024, 700027, 7000218, 70011, 500011, 50194}
+_MISCONFIGURATION = {
+    7000215, 7000222, 700016, 700024, 700027, 7000218, 70011, 500011, 50194,
+    70021, 700211, 700212, 700213,
+}  # fmt: skip
+# What the operator must fix, by Entra's code, for the log line of a `CredentialRejected`.
+_FIXES = {
+    70021: "no federated credential on the app: add one for the managed identity "
+    "(az ad app federated-credential create)",
+    700211: "the federated credential on the app names another issuer than the managed identity tokens carry",
+    700212: "the federated credential on the app lacks the audience API_MANAGED_IDENTITY_AUDIENCE",
+    700213: "the federated credential subject on the app is not the object id of the managed identity",
+    700024: "the client assertion is outside its valid time range: check the clock of the host",
+    7000215: "API_CLIENT_SECRET is wrong or expired: add a new secret and update the setting",
+    7000222: "API_CLIENT_SECRET has expired: add a new secret and update the setting",
+    700027: "the certificate is not registered on the app: upload it or fix the path",
+    700016: "API_CLIENT_ID is not an app registration of AZURE_TENANT_ID",
+    500011: "DATAVERSE_URL names no resource in the tenant",
+}
 _STRIPES = 64
 
 
@@ -152,23 +168,6 @@ def _retry_after(value: str | None) -> int | None:
     return max(0, int(when - time.time()))
 
 
-def _credential(settings: Settings) -> str | dict[str, str]:
-    if settings.api_client_secret:
-        return settings.api_client_secret
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    assert settings.api_client_certificate_path is not None
-    pem = Path(settings.api_client_certificate_path).read_bytes()
-    cert = x509.load_pem_x509_certificate(pem)
-    der = cert.public_bytes(serialization.Encoding.DER)
-    return {
-        "private_key": pem.decode("ascii"),
-        "thumbprint": hashlib.sha1(der).hexdigest(),  # noqa: S324 - the x5t Entra expects
-        "public_certificate": cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-    }
-
-
 class DownstreamTokens:
     def __init__(
         self,
@@ -223,7 +222,7 @@ class DownstreamTokens:
                 client = self._call(
                     lambda: msal.ConfidentialClientApplication(
                         self._settings.api_client_id,
-                        client_credential=_credential(self._settings),
+                        client_credential=client_credential(self._settings),
                         authority=self._settings.authority,
                         instance_discovery=False,  # a single-tenant authority needs no discovery
                         http_client=http,
@@ -354,7 +353,11 @@ class DownstreamTokens:
             "invalid_scope",
             "invalid_resource",
         ) or (first in _MISCONFIGURATION):
-            raise CredentialRejected(f"Entra refused our registration: {error}", entra_code=first)
+            raise CredentialRejected(
+                f"Entra refused our registration: {error}",
+                entra_code=first,
+                reason=_FIXES.get(first or 0, f"Entra refused the {self._settings.credential} credential of the API"),
+            )
         if error == "invalid_grant":
             raise AssertionRejected(entra_code=first)
         if answers.replayed:
