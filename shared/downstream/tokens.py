@@ -198,6 +198,8 @@ class DownstreamTokens:
         self._app_flight: SingleFlight[str] = SingleFlight()
         self._obo_client: Any = None
         self._app_client: Any = None
+        # Shared by both MSAL clients: in managed-identity mode, one managed-identity token.
+        self._credential: Any = None
         self.obo_exchanges = 0  # for tests and benchmarks
 
     @property
@@ -217,12 +219,15 @@ class DownstreamTokens:
             if (self._obo_client if obo else self._app_client) is None:
                 import msal
 
+                if self._credential is None:
+                    self._credential = client_credential(self._settings)
+                credential = self._credential
                 answers = self._answers[obo]
                 http = _recording_session(self._settings.downstream_timeout_seconds, answers)
                 client = self._call(
                     lambda: msal.ConfidentialClientApplication(
                         self._settings.api_client_id,
-                        client_credential=client_credential(self._settings),
+                        client_credential=credential,
                         authority=self._settings.authority,
                         instance_discovery=False,  # a single-tenant authority needs no discovery
                         http_client=http,
