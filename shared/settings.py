@@ -271,7 +271,8 @@ def _credential_mode(mode: str | None, secret: str | None, cert: str | None) -> 
             )
         if not secret and not cert:
             raise SettingsError(
-                f"setting {name} is missing (managed-identity, certificate or secret)"
+                f"setting {name} is missing: managed-identity, or certificate with "
+                "API_CLIENT_CERTIFICATE_PATH, or secret with API_CLIENT_SECRET"
             )
         return "secret" if secret else "certificate"
     if mode not in CREDENTIAL_MODES:
