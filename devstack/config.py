@@ -77,7 +77,9 @@ def credential_mode() -> str:
     """DEVSTACK_API_CLIENT_CREDENTIAL: how the dev stack's API authenticates to Entra."""
     mode = os.environ.get("DEVSTACK_API_CLIENT_CREDENTIAL", "").strip() or CREDENTIAL_MODES[0]
     if mode not in CREDENTIAL_MODES:
-        raise ValueError(f"DEVSTACK_API_CLIENT_CREDENTIAL must be one of {', '.join(CREDENTIAL_MODES)}")
+        raise ValueError(
+            f"DEVSTACK_API_CLIENT_CREDENTIAL must be one of {', '.join(CREDENTIAL_MODES)}"
+        )
     return mode
 
 
@@ -91,7 +93,10 @@ def credential_settings(
 ) -> dict[str, str]:
     """The settings of one credential mode, and none of another's."""
     if mode == "secret":
-        return {"API_CLIENT_CREDENTIAL": mode, "API_CLIENT_SECRET": material.client_secret("central-api")}
+        return {
+            "API_CLIENT_CREDENTIAL": mode,
+            "API_CLIENT_SECRET": material.client_secret("central-api"),
+        }
     if mode == "certificate":
         return {
             "API_CLIENT_CREDENTIAL": mode,

@@ -171,8 +171,12 @@ def _fics(entra: Entra, name: str) -> Response:
     return JSONResponse(
         {
             "federated_credentials": [
-                {"name": f.name, "issuer": f.issuer, "subject": f.subject,
-                 "audiences": list(f.audiences)}  # fmt: skip
+                {
+                    "name": f.name,
+                    "issuer": f.issuer,
+                    "subject": f.subject,
+                    "audiences": list(f.audiences),
+                }
                 for f in entra.directory.federated_credentials(app)
             ]
         }
@@ -194,9 +198,12 @@ async def put_fics(request: Request) -> Response:
         name,
         [
             FederatedCredential(
-                name, _string(r, "name"), _string(r, "issuer"), _string(r, "subject"),
+                name,
+                _string(r, "name"),
+                _string(r, "issuer"),
+                _string(r, "subject"),
                 tuple(_strings(r, "audiences")),
-            )  # fmt: skip
+            )
             for r in records
         ],
     )

@@ -37,10 +37,13 @@ _CHECK = (
 
 
 def is_federated(claims: dict[str, Any], app: App) -> bool:
-    """A certificate's assertion is issued by the app itself (`iss` = client id); anything
-    else is a token from another issuer, to be matched against the app's FICs."""
-    issuer = claims.get("iss")
-    return not (isinstance(issuer, str) and issuer.lower() == app.client_id)
+    """A certificate's assertion is the app speaking of itself (RFC 7523: `iss` and `sub` are
+    the client id; one of them wrong is that assertion's own error, 700021). A token about
+    someone else, issued by someone else, is to be matched against the app's FICs."""
+    own = app.client_id
+    return not any(
+        isinstance(c, str) and c.lower() == own for c in (claims.get("iss"), claims.get("sub"))
+    )
 
 
 def check_federated_assertion(
@@ -66,9 +69,7 @@ def check_federated_assertion(
         raise InvalidClient(50027, "JWT token is invalid or malformed.")
     audience = " ".join(audiences)
     own_issuer = urls.issuer(2)
-    records = [
-        _resolved(f, own_issuer) for f in directory.federated_credentials(app)
-    ]  # fmt: skip
+    records = [_resolved(f, own_issuer) for f in directory.federated_credentials(app)]
     if not records:
         raise InvalidRequest(
             70021,

@@ -30,7 +30,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from shared.downstream.errors import CredentialRejected, TokenServiceTimeout, TokenServiceUnavailable
+from shared.downstream.errors import (
+    CredentialRejected,
+    TokenServiceTimeout,
+    TokenServiceUnavailable,
+)
 from shared.settings import Settings
 
 

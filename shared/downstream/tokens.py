@@ -65,9 +65,11 @@ _MISCONFIGURATION = {
 _FIXES = {
     70021: "no federated credential on the app: add one for the managed identity "
     "(az ad app federated-credential create)",
-    700211: "the federated credential on the app names another issuer than the managed identity tokens carry",
+    700211: "the federated credential on the app names another issuer than the managed "
+    "identity tokens carry",
     700212: "the federated credential on the app lacks the audience API_MANAGED_IDENTITY_AUDIENCE",
-    700213: "the federated credential subject on the app is not the object id of the managed identity",
+    700213: "the federated credential subject on the app is not the object id of the "
+    "managed identity",
     700024: "the client assertion is outside its valid time range: check the clock of the host",
     7000215: "API_CLIENT_SECRET is wrong or expired: add a new secret and update the setting",
     7000222: "API_CLIENT_SECRET has expired: add a new secret and update the setting",
@@ -361,7 +363,10 @@ class DownstreamTokens:
             raise CredentialRejected(
                 f"Entra refused our registration: {error}",
                 entra_code=first,
-                reason=_FIXES.get(first or 0, f"Entra refused the {self._settings.credential} credential of the API"),
+                reason=_FIXES.get(
+                    first or 0,
+                    f"Entra refused the {self._settings.credential} credential of the API",
+                ),
             )
         if error == "invalid_grant":
             raise AssertionRejected(entra_code=first)

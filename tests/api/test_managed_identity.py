@@ -77,9 +77,10 @@ def identity_requests(url: str) -> list[dict[str, Any]]:
 def our_token_requests(api: Api, since: int) -> list[dict[str, Any]]:
     api_id = api.stack.tenant.app("central-api").client_id
     return [
-        r for r in api.entra_requests(since)
+        r
+        for r in api.entra_requests(since)
         if r["path"].endswith("/token") and (r["caller"] or {}).get("appid") == api_id
-    ]  # fmt: skip
+    ]
 
 
 def the_fic(api: Api, **changes: Any) -> dict[str, Any]:
@@ -112,10 +113,11 @@ def test_make_run_is_secretless(api: Api) -> None:
 def test_the_api_authenticates_with_its_managed_identity(
     api: Api, own: Restart, identity: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    user, app = fresh_token(api, "alice"), api.app_token("dealer-sync")
     since, _ = api.marks()
-    with caplog.at_level(logging.INFO):
-        assert api.call("GET", LIST, token=fresh_token(api, "alice")).status_code == 200
-        assert api.call("GET", "/api/vehicles?pageSize=1", app="dealer-sync").status_code == 200
+    with caplog.at_level(logging.DEBUG):  # every library's records, the assertion's path too
+        assert api.call("GET", LIST, token=user).status_code == 200
+        assert api.call("GET", "/api/vehicles?pageSize=1", token=app).status_code == 200
     ours = our_token_requests(api, since)
     assert {r["grant_type"] for r in ours} == {
         "urn:ietf:params:oauth:grant-type:jwt-bearer",
@@ -139,7 +141,9 @@ def test_the_assertion_is_fetched_again_before_it_expires(
 ) -> None:
     # A managed-identity token with under 5 minutes left counts as expired: each exchange
     # then asks the endpoint again rather than presenting a token about to run out.
-    requests.put(f"{identity}/_emulator/lifetime", json={"seconds": 240}, timeout=5).raise_for_status()
+    requests.put(
+        f"{identity}/_emulator/lifetime", json={"seconds": 240}, timeout=5
+    ).raise_for_status()
     for _ in range(2):
         assert api.call("GET", LIST, token=fresh_token(api, "alice")).status_code == 200
     assert len(identity_requests(identity)) == 2
@@ -156,8 +160,11 @@ def test_a_long_lived_assertion_is_reused(api: Api, own: Restart, identity: str)
     [
         (lambda api: [], 70021, "az ad app federated-credential create"),
         (lambda api: [the_fic(api, subject=str(uuid.uuid4()))], 700213, "subject"),
-        (lambda api: [the_fic(api, issuer="https://token.actions.githubusercontent.com")],
-         700211, "issuer"),  # fmt: skip
+        (
+            lambda api: [the_fic(api, issuer="https://token.actions.githubusercontent.com")],
+            700211,
+            "issuer",
+        ),
         (lambda api: [the_fic(api, audiences=["api://SomethingElse"])], 700212, "audience"),
     ],
     ids=["no-fic", "foreign-subject", "foreign-issuer", "other-audience"],
@@ -199,8 +206,11 @@ def test_an_identity_not_assigned_to_the_app_is_credential_rejected(
 
 @pytest.mark.parametrize(
     "rule",
-    [{"action": "reset"}, {"status": 500, "body": {"statusCode": 500, "message": "down"}},
-     {"status": 503}],  # fmt: skip
+    [
+        {"action": "reset"},
+        {"status": 500, "body": {"statusCode": 500, "message": "down"}},
+        {"status": 503},
+    ],
     ids=["reset", "500", "503"],
 )
 def test_the_identity_endpoint_down_is_503(

@@ -79,8 +79,12 @@ def test_the_endpoint_answers_as_app_service_does(identity_url: str, tenant: Ten
         ({"X-IDENTITY-HEADER": "wrong"}, {}, 401, "X-IDENTITY-HEADER"),
         ({"X-IDENTITY-HEADER": HEADER}, {"api-version": "2017-09-01"}, 400, "api-version"),
         ({"X-IDENTITY-HEADER": HEADER}, {"resource": ""}, 400, "resource"),
-        ({"X-IDENTITY-HEADER": HEADER}, {"client_id": str(uuid.uuid4())}, 400,
-         "No User Assigned or Delegated Managed Identity found"),  # fmt: skip
+        (
+            {"X-IDENTITY-HEADER": HEADER},
+            {"client_id": str(uuid.uuid4())},
+            400,
+            "No User Assigned or Delegated Managed Identity found",
+        ),
         ({"X-IDENTITY-HEADER": HEADER}, {"client_id": ""}, 400, "No User Assigned"),
     ],
     ids=["no-header", "wrong-header", "old-api-version", "no-resource", "unknown-id", "no-id"],
@@ -184,8 +188,12 @@ def set_fics(entra: Emulator, records: list[dict[str, Any]]) -> None:
         ({"sub": str(uuid.uuid4())}, "invalid_client", 700213, 401),
         ({"iss": "https://token.actions.githubusercontent.com"}, "invalid_client", 700211, 401),
         ({"aud": "api://SomethingElse"}, "invalid_client", 700212, 401),
-        ({"exp": int(time.time()) - 3600, "nbf": int(time.time()) - 7200}, "invalid_client",
-         700024, 401),  # fmt: skip
+        (
+            {"exp": int(time.time()) - 3600, "nbf": int(time.time()) - 7200},
+            "invalid_client",
+            700024,
+            401,
+        ),
     ],
     ids=["subject", "issuer", "audience", "expired"],
 )
@@ -213,9 +221,7 @@ def test_an_app_without_any_fic_gets_70021(entra_clean: Emulator, tenant: Tenant
     assert f"Assertion Subject: '{mi.principal_id}'" in body["error_description"]
 
 
-def test_a_token_not_signed_by_the_issuer_is_refused(
-    entra_clean: Emulator, tenant: Tenant
-) -> None:
+def test_a_token_not_signed_by_the_issuer_is_refused(entra_clean: Emulator, tenant: Tenant) -> None:
     genuine = assertion(entra_clean, tenant)
     header = jwt.get_unverified_header(genuine)
     claims = jwt.decode(genuine, options={"verify_signature": False})
@@ -241,8 +247,10 @@ def test_the_log_says_how_each_client_authenticated(
         ({"client_assertion": lambda: assertion(entra_clean, tenant)}, "federated"),
     ):
         app = msal.ConfidentialClientApplication(
-            api.client_id, client_credential=credential, authority=authority,
+            api.client_id,
+            client_credential=credential,
+            authority=authority,
             instance_discovery=False,
-        )  # fmt: skip
+        )
         assert "access_token" in app.acquire_token_for_client(scope)
         assert last_token_log(entra_clean)["client_auth"] == expected

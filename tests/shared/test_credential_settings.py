@@ -22,12 +22,16 @@ def env(**values: str) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("values", "mode"),
     [
-        ({"API_CLIENT_CREDENTIAL": "managed-identity", "API_MANAGED_IDENTITY_CLIENT_ID": MI_ID},
-         "managed-identity"),  # fmt: skip
+        (
+            {"API_CLIENT_CREDENTIAL": "managed-identity", "API_MANAGED_IDENTITY_CLIENT_ID": MI_ID},
+            "managed-identity",
+        ),
         ({"API_CLIENT_CREDENTIAL": "managed-identity"}, "managed-identity"),  # system-assigned
         ({"API_CLIENT_CREDENTIAL": "secret", "API_CLIENT_SECRET": "s3cret"}, "secret"),
-        ({"API_CLIENT_CREDENTIAL": "certificate", "API_CLIENT_CERTIFICATE_PATH": "/c.pem"},
-         "certificate"),  # fmt: skip
+        (
+            {"API_CLIENT_CREDENTIAL": "certificate", "API_CLIENT_CERTIFICATE_PATH": "/c.pem"},
+            "certificate",
+        ),
         ({"API_CLIENT_SECRET": "s3cret"}, "secret"),  # unset: inferred
         ({"API_CLIENT_CERTIFICATE_PATH": "/c.pem"}, "certificate"),
     ],
@@ -50,20 +54,40 @@ def test_the_identity_client_id_is_read_as_a_guid() -> None:
     [
         ({}, "API_CLIENT_CREDENTIAL"),
         ({"API_CLIENT_CREDENTIAL": "password"}, "API_CLIENT_CREDENTIAL"),
-        ({"API_CLIENT_SECRET": "s3cret", "API_CLIENT_CERTIFICATE_PATH": "/c.pem"},
-         "API_CLIENT_CREDENTIAL"),  # fmt: skip
-        ({"API_CLIENT_CREDENTIAL": "managed-identity", "API_CLIENT_SECRET": "s3cret"},
-         "API_CLIENT_SECRET"),  # fmt: skip
-        ({"API_CLIENT_CREDENTIAL": "managed-identity", "API_CLIENT_CERTIFICATE_PATH": "/c.pem"},
-         "API_CLIENT_CERTIFICATE_PATH"),  # fmt: skip
+        (
+            {"API_CLIENT_SECRET": "s3cret", "API_CLIENT_CERTIFICATE_PATH": "/c.pem"},
+            "API_CLIENT_CREDENTIAL",
+        ),
+        (
+            {"API_CLIENT_CREDENTIAL": "managed-identity", "API_CLIENT_SECRET": "s3cret"},
+            "API_CLIENT_SECRET",
+        ),
+        (
+            {"API_CLIENT_CREDENTIAL": "managed-identity", "API_CLIENT_CERTIFICATE_PATH": "/c.pem"},
+            "API_CLIENT_CERTIFICATE_PATH",
+        ),
         ({"API_CLIENT_CREDENTIAL": "secret"}, "API_CLIENT_SECRET"),
-        ({"API_CLIENT_CREDENTIAL": "secret", "API_CLIENT_SECRET": "s3cret",
-          "API_CLIENT_CERTIFICATE_PATH": "/c.pem"}, "API_CLIENT_CERTIFICATE_PATH"),  # fmt: skip
+        (
+            {
+                "API_CLIENT_CREDENTIAL": "secret",
+                "API_CLIENT_SECRET": "s3cret",
+                "API_CLIENT_CERTIFICATE_PATH": "/c.pem",
+            },
+            "API_CLIENT_CERTIFICATE_PATH",
+        ),
         ({"API_CLIENT_CREDENTIAL": "certificate"}, "API_CLIENT_CERTIFICATE_PATH"),
-        ({"API_CLIENT_CREDENTIAL": "secret", "API_CLIENT_SECRET": "s3cret",
-          "API_MANAGED_IDENTITY_CLIENT_ID": MI_ID}, "API_MANAGED_IDENTITY_CLIENT_ID"),  # fmt: skip
-        ({"API_CLIENT_CREDENTIAL": "managed-identity", "API_MANAGED_IDENTITY_CLIENT_ID": "x"},
-         "API_MANAGED_IDENTITY_CLIENT_ID"),  # fmt: skip
+        (
+            {
+                "API_CLIENT_CREDENTIAL": "secret",
+                "API_CLIENT_SECRET": "s3cret",
+                "API_MANAGED_IDENTITY_CLIENT_ID": MI_ID,
+            },
+            "API_MANAGED_IDENTITY_CLIENT_ID",
+        ),
+        (
+            {"API_CLIENT_CREDENTIAL": "managed-identity", "API_MANAGED_IDENTITY_CLIENT_ID": "x"},
+            "API_MANAGED_IDENTITY_CLIENT_ID",
+        ),
     ],
 )
 def test_contradictions_fail_fast_naming_the_setting(values: dict[str, str], named: str) -> None:
@@ -78,13 +102,31 @@ MI = {"API_CLIENT_CREDENTIAL": "managed-identity", "API_MANAGED_IDENTITY_CLIENT_
 @pytest.mark.parametrize(
     ("values", "ok"),
     [
-        ({**MI, "REDIS_URL": "rediss://cache.example:10000", "REDIS_CREDENTIAL": "managed-identity"},
-         True),  # fmt: skip
-        ({**MI, "REDIS_URL": "rediss://:k3y@cache.example:10000",
-          "REDIS_CREDENTIAL": "managed-identity"}, False),  # fmt: skip
+        (
+            {
+                **MI,
+                "REDIS_URL": "rediss://cache.example:10000",
+                "REDIS_CREDENTIAL": "managed-identity",
+            },
+            True,
+        ),
+        (
+            {
+                **MI,
+                "REDIS_URL": "rediss://:k3y@cache.example:10000",
+                "REDIS_CREDENTIAL": "managed-identity",
+            },
+            False,
+        ),
         ({**MI, "REDIS_CREDENTIAL": "managed-identity"}, False),  # no REDIS_URL
-        ({"API_CLIENT_SECRET": "s3cret", "REDIS_URL": "rediss://cache.example:10000",
-          "REDIS_CREDENTIAL": "managed-identity"}, False),  # fmt: skip
+        (
+            {
+                "API_CLIENT_SECRET": "s3cret",
+                "REDIS_URL": "rediss://cache.example:10000",
+                "REDIS_CREDENTIAL": "managed-identity",
+            },
+            False,
+        ),
         ({**MI, "REDIS_URL": "rediss://cache.example:10000", "REDIS_CREDENTIAL": "entra"}, False),
     ],
 )

@@ -77,7 +77,8 @@ def test_the_store_signs_in_as_the_managed_identity(
         store.close()
     log = requests.get(f"{identity_url}/_emulator/requests", timeout=5).json()["requests"]
     asked = [unquote(r["query"]) for r in log if r["path"] == "/msi/token"]
-    assert asked and all("resource=https://redis.azure.com" in q for q in asked)
+    assert asked
+    assert all("resource=https://redis.azure.com" in q for q in asked)
     assert all(f"client_id={mi.client_id}" in q for q in asked)
 
 
