@@ -242,3 +242,12 @@ def test_the_secret_and_certificate_modes_still_work(api: Api, own: Restart, mod
     ours = our_token_requests(api, since)
     assert len(ours) == 2
     assert {r["client_auth"] for r in ours} == {mode}
+
+
+def test_a_slow_identity_endpoint_is_a_timeout(api: Api, own: Restart, identity: str) -> None:
+    own(DOWNSTREAM_TIMEOUT_SECONDS="1")
+    requests.post(
+        f"{identity}/_emulator/faults", json={"path": "/msi/token", "delay_ms": 3000}, timeout=5
+    ).raise_for_status()
+    response = api.call("GET", LIST, token=fresh_token(api, "alice"))
+    assert_error(response, 504, "token_service_timeout")
