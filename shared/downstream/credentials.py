@@ -104,6 +104,12 @@ class ManagedIdentityAssertion:
                 reason="the managed identity endpoint (IDENTITY_ENDPOINT) is not answering",
             ) from None
 
+    def renew(self) -> None:
+        """Forget the token (and the credential caching it): the next call asks the endpoint.
+        For an assertion Entra refused as expired or signed with a key it no longer trusts."""
+        with self._lock:
+            self._credential = None
+
     def _build(self) -> Any:
         with self._lock:
             if self._credential is None:

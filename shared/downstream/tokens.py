@@ -23,6 +23,9 @@
   Only an entry that still holds that very token is dropped, so concurrent callers hit by the
   same 401 share one new token. Without this a refused token stayed cached until it expired,
   and every call made with it failed.
+- In managed-identity mode the client assertion is the identity's token
+  (`shared.downstream.credentials`); one Entra refuses as stale (700024, 700027) is replaced
+  by a new one, once (`_ask`).
 - msal, requests and cryptography are imported when the first MSAL client is built, not at
   start-up: a cold Functions instance pays for them on its first downstream call only.
 """
@@ -37,7 +40,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shared.downstream.cache import CachedToken, CacheLevel, Lookup, TokenCache
-from shared.downstream.credentials import client_credential
+from shared.downstream.credentials import ManagedIdentityAssertion, client_credential
 from shared.downstream.errors import (
     AssertionRejected,
     ClaimsChallenge,
@@ -61,6 +64,8 @@ _MISCONFIGURATION = {
     7000215, 7000222, 700016, 700024, 700027, 7000218, 70011, 500011, 50194,
     70021, 700211, 700212, 700213,
 }  # fmt: skip
+# Entra refused the client assertion itself: expired, or not verifiable with its keys.
+_STALE_ASSERTION = {700024, 700027}
 # What the operator must fix, by Entra's code, for the log line of a `CredentialRejected`.
 _FIXES = {
     70021: "no federated credential on the app: add one for the managed identity "
@@ -280,11 +285,11 @@ class DownstreamTokens:
         client = self._client(obo=True)
         self.obo_exchanges += 1
         answers = self._answers[True]
-        result = self._call(
+        result = self._ask(
             lambda: client.acquire_token_on_behalf_of(lookup.assertion, list(lookup.scopes)),
             answers,
         )
-        token = self._token_or_raise(result, answers)
+        token = str(result["access_token"])
         return CachedToken(token, self._clock() + float(result.get("expires_in", 0)))
 
     def for_app(self, stale: str | None = None) -> str:
@@ -307,10 +312,32 @@ class DownstreamTokens:
     def _app_token(self) -> str:
         client = self._client(obo=False)
         answers = self._answers[False]
-        return self._token_or_raise(
-            self._call(lambda: client.acquire_token_for_client(self.app_scopes), answers),
-            answers,
-        )
+        result = self._ask(lambda: client.acquire_token_for_client(self.app_scopes), answers)
+        return str(result["access_token"])
+
+    def _ask(self, request: Callable[[], Any], answers: _Answers) -> dict[str, Any]:
+        """MSAL's answer to `request` when it holds a token; else the error it stands for.
+
+        In managed-identity mode, an assertion Entra refused as stale (expired, or signed with
+        a key Entra no longer trusts after an emergency rollover) is dropped, and the request
+        is made once more with a new one from the managed-identity endpoint."""
+        result = self._call(request, answers)
+        try:
+            self._token_or_raise(result, answers)
+        except CredentialRejected as exc:
+            assertion = (
+                self._credential.get("client_assertion")
+                if isinstance(self._credential, dict)
+                else None
+            )
+            if exc.entra_code not in _STALE_ASSERTION or not isinstance(
+                assertion, ManagedIdentityAssertion
+            ):
+                raise
+            assertion.renew()
+            result = self._call(request, answers)
+            self._token_or_raise(result, answers)
+        return dict(result)
 
     def _call(self, action: Callable[[], Any], answers: _Answers) -> Any:
         import msal
