@@ -251,4 +251,3 @@ def test_a_slow_identity_endpoint_is_a_timeout(api: Api, own: Restart, identity:
     ).raise_for_status()
     response = api.call("GET", LIST, token=fresh_token(api, "alice"))
     assert_error(response, 504, "token_service_timeout")
-

@@ -16,6 +16,7 @@ from tests.api.contract_helpers import CLIENT_CREDENTIALS
 from tests.faults.conftest import Restart
 from tests.faults.test_review_stale_tokens import VEHICLES, Rollover, call, grants
 
+
 @pytest.fixture
 def rollover(faults: Api) -> Iterator[Rollover]:
     keys = Rollover(faults)
