@@ -140,7 +140,7 @@ class BenchContext:
 
             folder = Path(self._folder.name)
             self._stack = start_stack(
-                folder, ports=Ports(0, 0, 0, 0, 0), db_path=folder / "dataverse.sqlite"
+                folder, ports=Ports(0, 0, 0, 0, 0, 0), db_path=folder / "dataverse.sqlite"
             )
         return self._stack
 

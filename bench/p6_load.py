@@ -74,6 +74,7 @@ class Stack:
             "DEVSTACK_ENTRA_PORT": "0",
             "DEVSTACK_DATAVERSE_PORT": "0",
             "DEVSTACK_REDIS_PORT": "0",
+            "DEVSTACK_IDENTITY_PORT": "0",
             "DEVSTACK_API_PORT": "0",
             **NO_CALLER_CAP,  # 50 clients over three identities: far more than the cap allows
         }

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from devstack.config import Ports, read_env, stack_dir
+from devstack.config import Ports, credential_mode, read_env, stack_dir
 
 if TYPE_CHECKING:
     from devstack.host import InstanceLimits
@@ -40,6 +40,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         count = instance_count()
         latency = LatencySetting.from_env()
+        credential = credential_mode()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -50,6 +51,7 @@ def _run(args: argparse.Namespace) -> int:
             db_path=folder / "dataverse.sqlite",
             api_instances=count,
             latency=latency,
+            credential=credential,
         )
     except (HostStartError, HostConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -57,7 +59,8 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:  # a port in use is the usual cause
         print(
             f"error: {exc}; choose other ports with DEVSTACK_ENTRA_PORT, "
-            "DEVSTACK_DATAVERSE_PORT, DEVSTACK_API_PORT or DEVSTACK_REDIS_PORT",
+            "DEVSTACK_DATAVERSE_PORT, DEVSTACK_API_PORT, DEVSTACK_REDIS_PORT or "
+            "DEVSTACK_IDENTITY_PORT",
             file=sys.stderr,
         )
         return 2
@@ -93,6 +96,7 @@ def banner(settings: dict[str, str], limits: InstanceLimits | None = None) -> st
    Entra ID emulator   {settings["DEVSTACK_ENTRA_URL"]}/{settings["AZURE_TENANT_ID"]}/v2.0
    Dataverse emulator  {settings["DEVSTACK_DATAVERSE_URL"]}/api/data/v9.2/
    Shared store        {_without_password(settings["DEVSTACK_REDIS_URL"])}   (valkey-server)
+   API credential      {_credential(settings)}
    Latency profile     {_latency(settings)}
    Settings            {settings["DEVSTACK_DIR"]}/stack.env
    CA bundle           {settings["REQUESTS_CA_BUNDLE"]}
@@ -116,6 +120,13 @@ def banner(settings: dict[str, str], limits: InstanceLimits | None = None) -> st
  Users: alice, bob, carol, dave   Client apps: portal, reporting, dealer-sync, no-access
 ================================================================================
 """
+
+
+def _credential(settings: dict[str, str]) -> str:
+    mode = settings.get("API_CLIENT_CREDENTIAL", "secret")
+    if mode == "managed-identity":
+        return f"managed identity, federated   ({settings.get('IDENTITY_ENDPOINT', '')})"
+    return f"{mode}   (DEVSTACK_API_CLIENT_CREDENTIAL=managed-identity is the default)"
 
 
 def _limits_lines(limits: InstanceLimits) -> str:

@@ -2,6 +2,14 @@
 
 `.devstack/stack.env` (KEY=value lines) holds every setting the API host runs with, so that
 scripts, tests and a Core Tools run (`func start`) reuse the same values.
+
+The API authenticates to Entra as it does in Azure by default: with its managed identity as a
+federated credential (`API_CLIENT_CREDENTIAL=managed-identity`), through the dev stack's
+managed-identity endpoint (`IDENTITY_ENDPOINT`, `IDENTITY_HEADER`, as App Service sets them).
+So stack.env carries no client secret and no certificate; `DEVSTACK_API_CLIENT_CREDENTIAL=secret`
+or `certificate` runs the other modes. `IDENTITY_HEADER` is not a credential to Entra: App Service
+hands it to the app so that the loopback endpoint answers the app alone, and a new one is made at
+every start.
 """
 
 from __future__ import annotations
@@ -27,6 +35,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # of `make run` replaces this, to watch a limit at work.
 DEMO_RATE_LIMITS = {"demo-dealer": {"calls": 300, "period": 60}}
 
+# How the API proves itself to Entra in the dev stack (API_CLIENT_CREDENTIAL).
+CREDENTIAL_MODES = ("managed-identity", "certificate", "secret")
+# The API's managed identity in tenant.toml.
+API_IDENTITY = "central-api-identity"
+
 
 def stack_dir() -> Path:
     return Path(os.environ.get("DEVSTACK_DIR", ROOT / ".devstack")).resolve()
@@ -39,6 +52,7 @@ class Ports:
     api: int = 7071
     redis: int = 7379  # the shared store (valkey-server)
     spa: int = 7070  # the sample single-page app (devstack/spa.py)
+    identity: int = 7445  # the managed-identity endpoint (plain HTTP, as App Service's)
 
     @classmethod
     def from_env(cls) -> Ports:
@@ -48,6 +62,7 @@ class Ports:
             api=int(os.environ.get("DEVSTACK_API_PORT", cls.api)),
             redis=int(os.environ.get("DEVSTACK_REDIS_PORT", cls.redis)),
             spa=int(os.environ.get("DEVSTACK_SPA_PORT", cls.spa)),
+            identity=int(os.environ.get("DEVSTACK_IDENTITY_PORT", cls.identity)),
         )
 
 
@@ -58,6 +73,46 @@ def write_ca_bundle(material: Material) -> Path:
         Path(certifi.where()).read_text() + "\n" + material.ca_cert.read_text(), encoding="ascii"
     )
     return bundle
+
+
+def credential_mode() -> str:
+    """DEVSTACK_API_CLIENT_CREDENTIAL: how the dev stack's API authenticates to Entra."""
+    mode = os.environ.get("DEVSTACK_API_CLIENT_CREDENTIAL", "").strip() or CREDENTIAL_MODES[0]
+    if mode not in CREDENTIAL_MODES:
+        raise ValueError(
+            f"DEVSTACK_API_CLIENT_CREDENTIAL must be one of {', '.join(CREDENTIAL_MODES)}"
+        )
+    return mode
+
+
+def credential_settings(
+    tenant: Tenant,
+    material: Material,
+    mode: str,
+    *,
+    identity_url: str = "",
+    identity_header: str = "",
+) -> dict[str, str]:
+    """The settings of one credential mode, and none of another's."""
+    if mode == "secret":
+        return {
+            "API_CLIENT_CREDENTIAL": mode,
+            "API_CLIENT_SECRET": material.client_secret("central-api"),
+        }
+    if mode == "certificate":
+        return {
+            "API_CLIENT_CREDENTIAL": mode,
+            "API_CLIENT_CERTIFICATE_PATH": str(material.client_certs["central-api"]),
+        }
+    if mode != "managed-identity":
+        raise ValueError(f"unknown credential mode {mode!r}")
+    return {
+        "API_CLIENT_CREDENTIAL": mode,
+        "API_MANAGED_IDENTITY_CLIENT_ID": tenant.managed_identity(API_IDENTITY).client_id,
+        # Set by the platform in Azure, and read by azure-identity and MSAL, not by the API.
+        "IDENTITY_ENDPOINT": identity_url,
+        "IDENTITY_HEADER": identity_header,
+    }
 
 
 def api_settings(
@@ -71,11 +126,14 @@ def api_settings(
     api_urls: list[str] | None = None,
     latency: LatencySetting | None = None,
     spa_url: str = "",
+    credential: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Every setting the API host runs with against the dev stack (local.settings.json.example).
 
-    DEVSTACK_CORS, the API hosts' allowed origins (devstack/host/_cors.py), is the sample SPA's
-    origin unless the environment sets it (empty: no CORS)."""
+    `credential`: the settings of the credential mode (`credential_settings`); the client
+    secret's when not given. DEVSTACK_CORS, the API hosts' allowed origins
+    (devstack/host/_cors.py), is the sample SPA's origin unless the environment sets it (empty:
+    no CORS)."""
     api = tenant.app("central-api")
     bundle = write_ca_bundle(material)
     keys = material.subscription_keys
@@ -83,7 +141,7 @@ def api_settings(
         "AZURE_TENANT_ID": tenant.id,
         "AZURE_AUTHORITY_HOST": entra_url,
         "API_CLIENT_ID": api.client_id,
-        "API_CLIENT_SECRET": material.client_secret("central-api"),
+        **(credential or credential_settings(tenant, material, "secret")),
         "DATAVERSE_URL": dataverse_url,
         "SUBSCRIPTION_KEYS": json.dumps(keys, separators=(",", ":")),
         "API_DATA_KEY": material.api_data_key,

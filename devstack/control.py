@@ -36,7 +36,9 @@ Microsoft's Python SDK for Dataverse sends it, or `client-request-id`) and
 keys sends it, since in Azure Dataverse holds them long before a client calls.
 
 Handlers tell the log who the caller was by setting `request.state.caller` (for example
-`{"oid": ...}` or `{"appid": ...}`) and, on Entra, `request.state.grant_type`.
+`{"oid": ...}` or `{"appid": ...}`) and, on Entra, `request.state.grant_type` and
+`request.state.client_auth` (how the client authenticated: "none", "secret", "certificate" or
+"federated"; None when it did not get that far).
 """
 
 from __future__ import annotations
@@ -241,6 +243,7 @@ class ControlPlane:
                 "status": status["code"],
                 "caller": state.get("caller"),
                 "grant_type": state.get("grant_type"),
+                "client_auth": state.get("client_auth"),
                 "correlation_id": _header(scope, b"x-ms-correlation-request-id")
                 or _header(scope, b"x-ms-correlation-id")
                 or _header(scope, b"client-request-id"),

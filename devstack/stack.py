@@ -4,6 +4,10 @@ the shared store (a valkey-server child process, devstack/valkey.py).
 `make run` and the test fixtures both come through `start_stack`, so what a newcomer runs is what
 the tests exercise. Ports of 0 pick free ones (tests); `Ports()` gives the documented defaults.
 
+The API authenticates to Entra with its managed identity unless told otherwise (`credential`,
+`make run`: DEVSTACK_API_CLIENT_CREDENTIAL; devstack/config.py): the stack then serves App
+Service's managed-identity endpoint for it (devstack/entra/identity.py) on its own port.
+
 `latency` is the emulators' latency profile (devstack/latency.py; `make run` reads it from
 `DEVSTACK_LATENCY`); the default is none, the emulators as fast as they are.
 
@@ -23,13 +27,14 @@ worker's thread count (PYTHON_THREADPOOL_THREAD_COUNT) and the per-instance HTTP
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from devstack.config import Ports, api_settings, write_env
+from devstack.config import Ports, api_settings, credential_mode, credential_settings, write_env
 from devstack.instances import HostGroup, Instance, listen
 from devstack.latency import LatencySetting
 from devstack.pki import Material, ensure_material
@@ -55,6 +60,8 @@ class RunningStack:
     dataverse_app: Any
     valkey: ValkeyServer | None = None
     spa: ServerThread | None = None  # the sample single-page app, with the API
+    identity: ServerThread | None = None  # the managed-identity endpoint
+    identity_app: Any = None
     _servers: list[ServerThread] = field(default_factory=list)
     api_hosts: HostGroup | None = None  # API hosts 2..N, child processes
     limits: InstanceLimits | None = None  # every API host's threads and concurrency
@@ -88,6 +95,12 @@ class RunningStack:
         return self.api.url
 
     @property
+    def identity_url(self) -> str:
+        """The managed-identity endpoint's base URL (its control plane is under it)."""
+        assert self.identity is not None
+        return self.identity.url
+
+    @property
     def ca_bundle(self) -> Path:
         return Path(self.settings["REQUESTS_CA_BUNDLE"])
 
@@ -110,6 +123,7 @@ def start_stack(
     api_instances: int = 1,
     host_settings: Mapping[str, str] | None = None,
     latency: LatencySetting | None = None,
+    credential: str | None = None,
 ) -> RunningStack:
     """Generate what is missing under `folder`, start the servers, write `stack.env`.
 
@@ -117,12 +131,17 @@ def start_stack(
     settings are exported to `os.environ` before it starts. `host_settings` are more settings
     for every API host, written to stack.env with the others and over the environment, e.g.
     `{"PYTHON_THREADPOOL_THREAD_COUNT": "32"}`. Raises HostConfigError, before starting
-    anything, when the hosts' thread count or concurrency is malformed.
+    anything, when the hosts' thread count or concurrency is malformed. `credential`: the API's
+    credential mode ("managed-identity", "certificate", "secret"; devstack/config.py), by
+    default DEVSTACK_API_CLIENT_CREDENTIAL's, else "managed-identity".
     """
     from devstack.dataverse import create_app as create_dataverse
     from devstack.entra import create_app as create_entra
+    from devstack.entra.identity import PATH as IDENTITY_PATH
+    from devstack.entra.identity import create_identity_app
 
     extra = dict(host_settings or {})
+    mode = credential or credential_mode()
     limits = None
     if with_api:
         from devstack.host import CorsPolicy, InstanceLimits
@@ -143,6 +162,9 @@ def start_stack(
         servers.append(entra)
         dataverse = ServerThread(name="dataverse-emulator", port=ports.dataverse, tls=tls)
         servers.append(dataverse)
+        identity = ServerThread(name="identity-endpoint", port=ports.identity)
+        servers.append(identity)
+        identity_header = secrets.token_urlsafe(24)
         api = ServerThread(name="api-host", port=ports.api) if with_api else None
         spa = ServerThread(name="sample-spa", port=ports.spa) if with_api else None
         if api and spa:
@@ -162,12 +184,22 @@ def start_stack(
             redis_url=valkey.url,
             latency=latency,
             spa_url=spa.url if spa else "",
+            credential=credential_settings(
+                tenant,
+                material,
+                mode,
+                identity_url=f"{identity.url}{IDENTITY_PATH}",
+                identity_header=identity_header,
+            ),
         )
+        settings["DEVSTACK_IDENTITY_URL"] = identity.url
         settings.update(extra)
         write_env(folder / "stack.env", settings)
 
         entra_app = create_entra(tenant, material, base_url=entra.url, latency=latency)
         entra.start(entra_app)
+        identity_app = create_identity_app(entra_app.state.entra, header=identity_header)
+        identity.start(identity_app)
         dataverse_app = create_dataverse(
             tenant,
             material,
@@ -209,6 +241,8 @@ def start_stack(
         entra_app=entra_app,
         dataverse_app=dataverse_app,
         valkey=valkey,
+        identity=identity,
+        identity_app=identity_app,
         _servers=servers,
         api_hosts=hosts,
         limits=limits,

@@ -43,6 +43,27 @@ class App:
 
 
 @dataclass(frozen=True)
+class ManagedIdentity:
+    """A user-assigned managed identity: what the managed-identity endpoint issues tokens for."""
+
+    name: str
+    client_id: str
+    principal_id: str  # the object id: `oid` and `sub` of its tokens
+
+
+@dataclass(frozen=True)
+class FederatedCredential:
+    """A federated identity credential on an app registration: the app accepts, as its client
+    assertion, a token with this issuer, this subject and one of these audiences."""
+
+    app: str
+    name: str
+    issuer: str  # "{issuer}" stands for this tenant's v2.0 issuer (the emulator's URL)
+    subject: str
+    audiences: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class User:
     name: str  # the short handle used on the command line ("alice")
     oid: str
@@ -111,6 +132,8 @@ class Tenant:
     dataverse_users: tuple[DataverseUser, ...]
     seed: Seed
     source: dict[str, Any] = field(repr=False, default_factory=dict)
+    managed_identities: dict[str, ManagedIdentity] = field(default_factory=dict)
+    federated_credentials: tuple[FederatedCredential, ...] = ()
 
     def app(self, name: str) -> App:
         try:
@@ -126,6 +149,12 @@ class Tenant:
 
     def app_by_client_id(self, client_id: str) -> App | None:
         return next((a for a in self.apps.values() if a.client_id == client_id), None)
+
+    def managed_identity(self, name: str) -> ManagedIdentity:
+        try:
+            return self.managed_identities[name]
+        except KeyError:
+            raise KeyError(f"no managed identity named {name!r} in the demo tenant") from None
 
     def user_by_oid(self, oid: str) -> User | None:
         return next((u for u in self.users.values() if u.oid == oid), None)
@@ -206,6 +235,16 @@ def load_tenant(path: Path = DEFAULT_TENANT_FILE, *, dataverse_url: str | None =
             counts={k: int(v) for k, v in seed_raw.items()},
         ),
         source=raw,
+        managed_identities={
+            name: ManagedIdentity(name, m["client_id"], m["principal_id"])
+            for name, m in raw.get("managed_identities", {}).items()
+        },
+        federated_credentials=tuple(
+            FederatedCredential(
+                f["app"], f["name"], f["issuer"], f["subject"], tuple(f["audiences"])
+            )
+            for f in raw.get("federated_credentials", ())
+        ),
     )
     return tenant.with_dataverse_url(dataverse_url) if dataverse_url else tenant
 

@@ -76,11 +76,17 @@ class ValkeyServer:
         port: int = 0,
         maxmemory: str = "64mb",
         policy: str = "allkeys-lru",
+        entra_users: tuple[str, ...] = (),
     ) -> None:
+        """`entra_users`: ACL users (a managed identity's object id) that may sign in with any
+        password. Azure Managed Redis checks that the password is a valid Entra token for
+        that object id; valkey cannot verify Entra tokens, so here the user name alone is
+        checked: enough to test that a client sends the identity's object id and a token."""
         self.folder = Path(folder)
         self.port = port or free_port()
         self.maxmemory = maxmemory
         self.policy = policy
+        self.entra_users = entra_users
         self.password = secrets.token_urlsafe(24)
         self._process: subprocess.Popen[bytes] | None = None
         self._paused = False
@@ -140,6 +146,7 @@ class ValkeyServer:
             "loglevel warning",
             'logfile ""',  # stdout, which goes to the log file
             "databases 1",
+            *(f"user {name} on nopass ~* &* +@all" for name in self.entra_users),
         ]
         return "\n".join(lines) + "\n"
 

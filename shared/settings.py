@@ -36,6 +36,14 @@ MAX_PAGE_TOKEN_LIFETIME = 86_400
 MAX_RATE_LIMIT_CALLS = 1_000_000
 MAX_RATE_LIMIT_PERIOD = 300
 
+# How the API proves itself to Entra (API_CLIENT_CREDENTIAL), and to the shared store
+# (REDIS_CREDENTIAL).
+CREDENTIAL_MODES = ("managed-identity", "certificate", "secret")
+REDIS_CREDENTIALS = ("access-key", "managed-identity")
+# The audience of a managed identity's token used as a federated credential, in Azure's public
+# cloud (sovereign clouds have their own: API_MANAGED_IDENTITY_AUDIENCE).
+TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+
 # Used with `fullmatch`: `match` with `$` also accepts a final "\n".
 _KEY_PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -61,6 +69,12 @@ class Settings:
     data_key: bytes = field(repr=False)
     api_client_secret: str | None = field(default=None, repr=False)
     api_client_certificate_path: str | None = None
+    # API_CLIENT_CREDENTIAL: "managed-identity", "certificate" or "secret". None (only when built
+    # in code) reads as whichever of the secret and the certificate is set (`credential`).
+    api_client_credential: str | None = None
+    # The user-assigned managed identity's client id; None: the system-assigned identity.
+    api_managed_identity_client_id: str | None = None
+    api_managed_identity_audience: str = TOKEN_EXCHANGE_AUDIENCE
     clock_skew_seconds: int = 120
     subscription_key_in_query: bool = False
     downstream_timeout_seconds: float = 10.0
@@ -83,6 +97,9 @@ class Settings:
     redis_timeout_seconds: float = 0.1
     redis_breaker_seconds: float = 5.0
     redis_key_prefix: str = "capi"
+    # "access-key": the password REDIS_URL carries (if any); "managed-identity": a Microsoft
+    # Entra token of the managed identity (redis-entraid), as Azure Managed Redis takes.
+    redis_credential: str = "access-key"
     # Empty: no subscription is rate limited (shared.http.rate_limits).
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
     # How long an instance waits for another's On-Behalf-Of exchange of the same token
@@ -92,6 +109,13 @@ class Settings:
     @property
     def authority(self) -> str:
         return f"{self.authority_host}/{self.tenant_id}"
+
+    @property
+    def credential(self) -> str:
+        """How the API authenticates to Entra: "managed-identity", "certificate" or "secret"."""
+        if self.api_client_credential is not None:
+            return self.api_client_credential
+        return "secret" if self.api_client_secret else "certificate"
 
     @property
     def api_app_id_uri(self) -> str:
@@ -147,9 +171,24 @@ class Settings:
 
         secret = optional("API_CLIENT_SECRET")
         cert = optional("API_CLIENT_CERTIFICATE_PATH")
-        if not secret and not cert:
+        mode = _credential_mode(optional("API_CLIENT_CREDENTIAL"), secret, cert)
+        identity_client_id = (
+            guid("API_MANAGED_IDENTITY_CLIENT_ID")
+            if optional("API_MANAGED_IDENTITY_CLIENT_ID")
+            else None
+        )
+        if identity_client_id and mode != "managed-identity":
             raise SettingsError(
-                "setting API_CLIENT_SECRET is missing (or set API_CLIENT_CERTIFICATE_PATH)"
+                "setting API_MANAGED_IDENTITY_CLIENT_ID is set but API_CLIENT_CREDENTIAL is not "
+                "managed-identity"
+            )
+        audience = optional("API_MANAGED_IDENTITY_AUDIENCE") or TOKEN_EXCHANGE_AUDIENCE
+        redis_url = _redis_url(optional("REDIS_URL"))
+        redis_credential = _redis_credential(optional("REDIS_CREDENTIAL"), redis_url)
+        if redis_credential == "managed-identity" and mode != "managed-identity":
+            raise SettingsError(
+                "setting REDIS_CREDENTIAL=managed-identity uses the API's managed identity: set "
+                "API_CLIENT_CREDENTIAL=managed-identity too"
             )
         subscription_keys = _subscription_keys(required("SUBSCRIPTION_KEYS"))
         redis_timeout = float(number("REDIS_TIMEOUT_SECONDS", 0.1, float))
@@ -176,6 +215,9 @@ class Settings:
             subscription_keys=subscription_keys,
             api_client_secret=secret,
             api_client_certificate_path=cert,
+            api_client_credential=mode,
+            api_managed_identity_client_id=identity_client_id,
+            api_managed_identity_audience=audience,
             clock_skew_seconds=int(number("CLOCK_SKEW_SECONDS", 120, int)),
             subscription_key_in_query=(optional("SUBSCRIPTION_KEY_IN_QUERY") or "false").lower()
             in ("1", "true", "yes"),
@@ -205,13 +247,61 @@ class Settings:
             subscription_client_app_ids=_subscription_client_app_ids(
                 optional("SUBSCRIPTION_CLIENT_APP_IDS"), subscription_keys, allowed
             ),
-            redis_url=_redis_url(optional("REDIS_URL")),
+            redis_url=redis_url,
+            redis_credential=redis_credential,
             redis_timeout_seconds=redis_timeout,
             redis_breaker_seconds=float(number("REDIS_BREAKER_SECONDS", 5.0, float)),
             redis_key_prefix=key_prefix,
             rate_limits=_rate_limits(optional("RATE_LIMITS"), subscription_keys),
             obo_shared_wait_seconds=obo_wait,
         )
+
+
+def _credential_mode(mode: str | None, secret: str | None, cert: str | None) -> str:
+    """API_CLIENT_CREDENTIAL, checked against the credential settings: each mode takes its own
+    and refuses another's, so a deployment never runs on a credential it did not mean to. Unset
+    (deployments from before the setting), the one credential setting present decides; the
+    managed identity is never inferred, it is chosen."""
+    name = "API_CLIENT_CREDENTIAL"
+    if mode is None:
+        if secret and cert:
+            raise SettingsError(
+                f"settings API_CLIENT_SECRET and API_CLIENT_CERTIFICATE_PATH are both set: "
+                f"set {name} to say which"
+            )
+        if not secret and not cert:
+            raise SettingsError(
+                f"setting {name} is missing: managed-identity, or certificate with "
+                "API_CLIENT_CERTIFICATE_PATH, or secret with API_CLIENT_SECRET"
+            )
+        return "secret" if secret else "certificate"
+    if mode not in CREDENTIAL_MODES:
+        raise SettingsError(f"setting {name} must be managed-identity, certificate or secret")
+    wanted = {"secret": "API_CLIENT_SECRET", "certificate": "API_CLIENT_CERTIFICATE_PATH"}
+    present = {"API_CLIENT_SECRET": secret, "API_CLIENT_CERTIFICATE_PATH": cert}
+    for setting, value in present.items():
+        if value and wanted.get(mode) != setting:
+            raise SettingsError(f"setting {setting} contradicts {name}={mode}: remove it")
+    if mode in wanted and not present[wanted[mode]]:
+        raise SettingsError(f"setting {wanted[mode]} is missing ({name}={mode})")
+    return mode
+
+
+def _redis_credential(value: str | None, redis_url: str | None) -> str:
+    name = "REDIS_CREDENTIAL"
+    credential = value or "access-key"
+    if credential not in REDIS_CREDENTIALS:
+        raise SettingsError(f"setting {name} must be access-key or managed-identity")
+    if credential == "managed-identity":
+        if redis_url is None:
+            raise SettingsError(f"setting {name}=managed-identity needs REDIS_URL")
+        parts = urlsplit(redis_url)
+        if parts.password or parts.username:
+            raise SettingsError(
+                f"setting REDIS_URL carries a user or password, which contradicts {name}="
+                "managed-identity: remove them"
+            )
+    return credential
 
 
 def _at_least(name: str, value: int, minimum: int) -> int:

@@ -142,7 +142,7 @@ def stack(
     db_path = tmp_path_factory.mktemp("stack") / "dataverse.sqlite"
     running = start_stack(
         material.folder,
-        ports=Ports(0, 0, 0, 0, 0),
+        ports=Ports(0, 0, 0, 0, 0, 0),
         db_path=db_path,
         host_settings=STACK_HOST_SETTINGS,
     )

@@ -1,8 +1,10 @@
 """Client authentication at the token endpoint: who is asking, and how they proved it.
 
-Confidential clients prove themselves with a secret (`client_secret` in the body or HTTP Basic)
-or a certificate (`client_assertion`, RFC 7523: RS256 + `x5t`, or PS256 + `x5t#S256`). Public
-clients present nothing, and must not.
+Confidential clients prove themselves with a secret (`client_secret` in the body or HTTP Basic),
+a certificate (`client_assertion`, RFC 7523: RS256 + `x5t`, or PS256 + `x5t#S256`, issued by the
+app itself) or a federated credential (`client_assertion` issued by another issuer, such as the
+app's managed identity, matched against the app's FICs: devstack/entra/federated.py). Public
+clients present nothing, and must not. `Client.method` says which, for the request log.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devstack.entra.directory import Directory
 from devstack.entra.errors import InvalidClient, InvalidRequest, UnauthorizedClient
+from devstack.entra.federated import check_federated_assertion, is_federated
+from devstack.entra.keys import KeyRing
+from devstack.entra.metadata import Urls
 from devstack.entra.signature import signed_claims
 from devstack.entra.timefmt import iso, numeric_date
 from devstack.entra.tokens import ACR_CERTIFICATE, ACR_PUBLIC, ACR_SECRET
@@ -36,7 +41,8 @@ SKEW = 300
 @dataclass(frozen=True)
 class Client:
     app: App
-    acr: str  # "0" public, "1" secret, "2" certificate
+    acr: str  # "0" public, "1" secret, "2" certificate or federated credential
+    method: str = "none"  # how it authenticated: "none", "secret", "certificate", "federated"
 
     @property
     def confidential(self) -> bool:
@@ -71,8 +77,12 @@ class _Certificate:
 
 
 class ClientAuthenticator:
-    def __init__(self, directory: Directory, material: Material) -> None:
+    def __init__(
+        self, directory: Directory, material: Material, *, keys: KeyRing, urls: Urls
+    ) -> None:
         self._directory = directory
+        self._keys = keys
+        self._urls = urls
         self._secrets = {
             app: material.client_secret(app) for app in material.secrets.get("client_secrets", {})
         }
@@ -115,8 +125,25 @@ class ClientAuthenticator:
                     "Only one client credential may be presented: 'client_assertion' or "
                     "'client_secret'.",
                 )
+            if creds.assertion and is_federated(_unverified(creds.assertion), app):
+                if creds.assertion_type != ASSERTION_TYPE:
+                    raise InvalidRequest(
+                        900144,
+                        "The request body must contain the following parameter: "
+                        "'client_assertion_type'.",
+                    )
+                check_federated_assertion(
+                    app,
+                    creds.assertion,
+                    _unverified(creds.assertion),
+                    directory=self._directory,
+                    keys=self._keys,
+                    urls=self._urls,
+                    now=now,
+                )
+                return Client(app, ACR_CERTIFICATE, "federated")
             self._check_assertion(app, creds, token_urls, now)
-            return Client(app, ACR_CERTIFICATE)
+            return Client(app, ACR_CERTIFICATE, "certificate")
         if creds.secret is None:
             raise InvalidClient(
                 7000218,
@@ -131,7 +158,7 @@ class ClientAuthenticator:
                 "the client secret value, not the client secret ID, for a secret added to app "
                 f"'{app.client_id}'.",
             )
-        return Client(app, ACR_SECRET)
+        return Client(app, ACR_SECRET, "secret")
 
     # --- private_key_jwt ----------------------------------------------------------------------
 
@@ -227,15 +254,19 @@ def _header(assertion: str) -> dict[str, Any]:
         raise _malformed() from None
 
 
+def _unverified(assertion: str) -> dict[str, Any]:
+    try:
+        claims: dict[str, Any] = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise _malformed() from None
+    return claims
+
+
 def _assertion_issuer(assertion: str | None) -> str | None:
     """Entra takes the client id from the assertion when the body names none."""
     if not assertion:
         return None
-    try:
-        claims = jwt.decode(assertion, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        raise _malformed() from None
-    issuer = claims.get("iss")
+    issuer = _unverified(assertion).get("iss")
     return issuer if isinstance(issuer, str) else None
 
 

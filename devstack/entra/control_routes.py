@@ -15,6 +15,13 @@
                                        CONSENT = {"client", "resource", "scopes"} (app names)
     POST   /_emulator/consents      CONSENT -> CONSENT now held (scopes added)
     DELETE /_emulator/consents      CONSENT, scopes optional (none: revoke all) -> CONSENT now held
+    GET    /_emulator/apps/{name}/federated-credentials
+                                    -> {"federated_credentials": [FIC]}
+                                       FIC = {"name", "issuer", "subject", "audiences"}
+                                       ("{issuer}" stands for this tenant's v2.0 issuer)
+    PUT    /_emulator/apps/{name}/federated-credentials
+                                    {"federated_credentials": [FIC]} -> the same, now held
+                                    (replaces them all; [] leaves the app without any)
 
 Errors answer 400 `{"error": "..."}`.
 """
@@ -30,7 +37,7 @@ from starlette.routing import Route
 
 from devstack.entra.emulator import Entra
 from devstack.entra.errors import ControlError
-from devstack.tenant import App
+from devstack.tenant import App, FederatedCredential
 
 
 def _entra(request: Request) -> Entra:
@@ -159,6 +166,50 @@ async def delete_consent(request: Request) -> Response:
     return JSONResponse(_consent(consent))
 
 
+def _fics(entra: Entra, name: str) -> Response:
+    app = entra.directory.app_named(name)
+    return JSONResponse(
+        {
+            "federated_credentials": [
+                {
+                    "name": f.name,
+                    "issuer": f.issuer,
+                    "subject": f.subject,
+                    "audiences": list(f.audiences),
+                }
+                for f in entra.directory.federated_credentials(app)
+            ]
+        }
+    )
+
+
+async def get_fics(request: Request) -> Response:
+    return _fics(_entra(request), request.path_params["name"])
+
+
+async def put_fics(request: Request) -> Response:
+    entra = _entra(request)
+    name = request.path_params["name"]
+    data = await _json_object(request)
+    records = data.get("federated_credentials")
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise ControlError("'federated_credentials' must be a list of objects")
+    entra.directory.set_federated_credentials(
+        name,
+        [
+            FederatedCredential(
+                name,
+                _string(r, "name"),
+                _string(r, "issuer"),
+                _string(r, "subject"),
+                tuple(_strings(r, "audiences")),
+            )
+            for r in records
+        ],
+    )
+    return _fics(entra, name)
+
+
 def _consent(consent: Any) -> dict[str, Any]:
     return {"client": consent.client, "resource": consent.resource, "scopes": list(consent.scopes)}
 
@@ -183,4 +234,6 @@ ROUTES = [
     Route("/_emulator/consents", _guard(get_consents), methods=["GET"]),
     Route("/_emulator/consents", _guard(post_consent), methods=["POST"]),
     Route("/_emulator/consents", _guard(delete_consent), methods=["DELETE"]),
+    Route("/_emulator/apps/{name}/federated-credentials", _guard(get_fics), methods=["GET"]),
+    Route("/_emulator/apps/{name}/federated-credentials", _guard(put_fics), methods=["PUT"]),
 ]

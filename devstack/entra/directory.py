@@ -1,6 +1,6 @@
 """The tenant as Entra sees it at run time: the registrations from `tenant.toml` plus what the
 control plane changed since (consents granted or revoked, access-token versions switched,
-optional claims added or removed).
+optional claims added or removed, federated identity credentials replaced).
 
 Everything that answers "who is this, and what may it have" is here, so grants never read
 `tenant.toml` structures directly.
@@ -11,7 +11,14 @@ from __future__ import annotations
 import threading
 
 from devstack.entra.errors import ControlError, InvalidTenant
-from devstack.tenant import App, ConditionalAccessPolicy, Consent, Tenant, User
+from devstack.tenant import (
+    App,
+    ConditionalAccessPolicy,
+    Consent,
+    FederatedCredential,
+    Tenant,
+    User,
+)
 
 # Path segments Entra accepts in place of a tenant id for an organisational tenant.
 MULTI_TENANT_ALIASES = ("common", "organizations")
@@ -26,6 +33,7 @@ class Directory:
         self._consents: dict[tuple[str, str], tuple[str, ...]] = {}
         self._versions: dict[str, int] = {}
         self._optional_claims: dict[str, tuple[str, ...]] = {}
+        self._federated: dict[str, tuple[FederatedCredential, ...]] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -33,6 +41,10 @@ class Directory:
             self._consents = {(c.client, c.resource): c.scopes for c in self.tenant.consents}
             self._versions = {a.name: a.access_token_version for a in self.tenant.apps.values()}
             self._optional_claims = {a.name: a.optional_claims for a in self.tenant.apps.values()}
+            self._federated = {
+                a.name: tuple(f for f in self.tenant.federated_credentials if f.app == a.name)
+                for a in self.tenant.apps.values()
+            }
 
     # --- the tenant in the URL ----------------------------------------------------------------
 
@@ -100,6 +112,22 @@ class Directory:
                 self._optional_claims[name] = tuple(dict.fromkeys(optional_claims))
         return app
 
+    def federated_credentials(self, app: App) -> tuple[FederatedCredential, ...]:
+        """The app's federated identity credentials (`{issuer}` not yet filled in)."""
+        with self._lock:
+            return self._federated.get(app.name, ())
+
+    def set_federated_credentials(
+        self, name: str, credentials: list[FederatedCredential]
+    ) -> tuple[FederatedCredential, ...]:
+        """Replaces an app's federated identity credentials (none: the app has no FIC)."""
+        self._app_named(name)
+        if any(f.app != name for f in credentials):
+            raise ControlError("a federated credential belongs to the app it is set on")
+        with self._lock:
+            self._federated[name] = tuple(credentials)
+            return self._federated[name]
+
     # --- permissions --------------------------------------------------------------------------
 
     def consented_scopes(self, client: App, resource: App) -> tuple[str, ...]:
@@ -155,6 +183,10 @@ class Directory:
 
     def user_by_oid(self, oid: str) -> User | None:
         return self.tenant.user_by_oid(oid)
+
+    def app_named(self, name: str) -> App:
+        """The app of that name; ControlError when there is none."""
+        return self._app_named(name)
 
     def _app_named(self, name: str) -> App:
         app = self.tenant.apps.get(name)

@@ -72,6 +72,7 @@ class Audit:
     # anything else cannot read the answer (the browser reports a CORS error, as Entra's docs
     # show). Set once the grant knows it holds a spa code or refresh token.
     cross_origin: bool = False
+    client_auth: str | None = None  # "none", "secret", "certificate" or "federated"
 
 
 class TokenService:
@@ -95,7 +96,7 @@ class TokenService:
         self._device_codes = device_codes
         self._clock = clock
         self._material = material
-        self._clients = ClientAuthenticator(directory, material)
+        self._clients = ClientAuthenticator(directory, material, keys=keys, urls=urls)
         self._minter = TokenMinter(directory, keys, urls)
         self._grants: dict[str, Callable[[TokenRequest, Client, Audit], dict[str, Any]]] = {
             CLIENT_CREDENTIALS: self._client_credentials,
@@ -119,6 +120,7 @@ class TokenService:
             audit.caller["appid"] = creds.client_id
         client = self._clients.authenticate(creds, self._urls.token_endpoints(), self._clock())
         audit.caller["appid"] = client.app.client_id
+        audit.client_auth = client.method
         if request.multi_tenant_alias:
             # The demo tenant's registrations are single-tenant (AzureADMyOrg).
             raise InvalidRequest(

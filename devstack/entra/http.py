@@ -170,6 +170,7 @@ async def _token(request: Request, *, version: int) -> Response:
         request.state.grant_type = audit.grant_type
         request.state.caller = audit.caller or None
         request.state.cross_origin = audit.cross_origin
+        request.state.client_auth = audit.client_auth
     correlation_id = _correlation_id(request)
     cors = cors_headers(request, audit.cross_origin)
     return JSONResponse(

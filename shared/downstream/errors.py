@@ -9,7 +9,8 @@
     │   └── TokenServiceTimeout   Entra did not answer in time
 
 `entra_code` holds Entra's first AADSTS number for the logs; Entra's own description is never
-kept, because it may echo request details.
+kept, because it may echo request details. `reason`, when set, is our own text for the log line
+(shared.telemetry): for `CredentialRejected`, what the operator must fix.
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ from __future__ import annotations
 class DownstreamTokenError(Exception):
     code = "downstream_token"
 
-    def __init__(self, message: str = "", *, entra_code: int | None = None) -> None:
+    def __init__(
+        self, message: str = "", *, entra_code: int | None = None, reason: str | None = None
+    ) -> None:
         super().__init__(message or self.code)
         self.entra_code = entra_code
+        if reason is not None:
+            self.reason = reason
 
 
 class ClaimsChallenge(DownstreamTokenError):
@@ -47,9 +52,14 @@ class TokenServiceUnavailable(DownstreamTokenError):
     code = "token_service_unavailable"
 
     def __init__(
-        self, message: str = "", *, retry_after: int | None = None, entra_code: int | None = None
+        self,
+        message: str = "",
+        *,
+        retry_after: int | None = None,
+        entra_code: int | None = None,
+        reason: str | None = None,
     ) -> None:
-        super().__init__(message, entra_code=entra_code)
+        super().__init__(message, entra_code=entra_code, reason=reason)
         self.retry_after = retry_after
 
 

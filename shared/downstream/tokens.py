@@ -23,6 +23,9 @@
   Only an entry that still holds that very token is dropped, so concurrent callers hit by the
   same 401 share one new token. Without this a refused token stayed cached until it expired,
   and every call made with it failed.
+- In managed-identity mode the client assertion is the identity's token
+  (`shared.downstream.credentials`); one Entra refuses as stale (700024, 700027) is replaced
+  by a new one, once (`_ask`).
 - msal, requests and cryptography are imported when the first MSAL client is built, not at
   start-up: a cold Functions instance pays for them on its first downstream call only.
 """
@@ -30,15 +33,14 @@
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import math
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared.downstream.cache import CachedToken, CacheLevel, Lookup, TokenCache
+from shared.downstream.credentials import ManagedIdentityAssertion, client_credential
 from shared.downstream.errors import (
     AssertionRejected,
     ClaimsChallenge,
@@ -58,7 +60,28 @@ if TYPE_CHECKING:
 # Seconds MSAL holds a 429 or 5xx from the token endpoint that came without Retry-After
 # (its `ThrottledHttpClient` default for confidential clients).
 MSAL_BACKOFF = 5
-_MISCONFIGURATION = {7000215, 7000222, 700016, 700024, 700027, 7000218, 70011, 500011, 50194}
+_MISCONFIGURATION = {
+    7000215, 7000222, 700016, 700024, 700027, 7000218, 70011, 500011, 50194,
+    70021, 700211, 700212, 700213,
+}  # fmt: skip
+# Entra refused the client assertion itself: expired, or not verifiable with its keys.
+_STALE_ASSERTION = {700024, 700027}
+# What the operator must fix, by Entra's code, for the log line of a `CredentialRejected`.
+_FIXES = {
+    70021: "no federated credential on the app: add one for the managed identity "
+    "(az ad app federated-credential create)",
+    700211: "the federated credential on the app names another issuer than the managed "
+    "identity tokens carry",
+    700212: "the federated credential on the app lacks the audience API_MANAGED_IDENTITY_AUDIENCE",
+    700213: "the federated credential subject on the app is not the object id of the "
+    "managed identity",
+    700024: "the client assertion is outside its valid time range: check the clock of the host",
+    7000215: "API_CLIENT_SECRET is wrong or expired: add a new secret and update the setting",
+    7000222: "API_CLIENT_SECRET has expired: add a new secret and update the setting",
+    700027: "the certificate is not registered on the app: upload it or fix the path",
+    700016: "API_CLIENT_ID is not an app registration of AZURE_TENANT_ID",
+    500011: "DATAVERSE_URL names no resource in the tenant",
+}
 _STRIPES = 64
 
 
@@ -152,23 +175,6 @@ def _retry_after(value: str | None) -> int | None:
     return max(0, int(when - time.time()))
 
 
-def _credential(settings: Settings) -> str | dict[str, str]:
-    if settings.api_client_secret:
-        return settings.api_client_secret
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    assert settings.api_client_certificate_path is not None
-    pem = Path(settings.api_client_certificate_path).read_bytes()
-    cert = x509.load_pem_x509_certificate(pem)
-    der = cert.public_bytes(serialization.Encoding.DER)
-    return {
-        "private_key": pem.decode("ascii"),
-        "thumbprint": hashlib.sha1(der).hexdigest(),  # noqa: S324 - the x5t Entra expects
-        "public_certificate": cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-    }
-
-
 class DownstreamTokens:
     def __init__(
         self,
@@ -199,6 +205,8 @@ class DownstreamTokens:
         self._app_flight: SingleFlight[str] = SingleFlight()
         self._obo_client: Any = None
         self._app_client: Any = None
+        # Shared by both MSAL clients: in managed-identity mode, one managed-identity token.
+        self._credential: Any = None
         self.obo_exchanges = 0  # for tests and benchmarks
 
     @property
@@ -218,12 +226,15 @@ class DownstreamTokens:
             if (self._obo_client if obo else self._app_client) is None:
                 import msal
 
+                if self._credential is None:
+                    self._credential = client_credential(self._settings)
+                credential = self._credential
                 answers = self._answers[obo]
                 http = _recording_session(self._settings.downstream_timeout_seconds, answers)
                 client = self._call(
                     lambda: msal.ConfidentialClientApplication(
                         self._settings.api_client_id,
-                        client_credential=_credential(self._settings),
+                        client_credential=credential,
                         authority=self._settings.authority,
                         instance_discovery=False,  # a single-tenant authority needs no discovery
                         http_client=http,
@@ -274,11 +285,11 @@ class DownstreamTokens:
         client = self._client(obo=True)
         self.obo_exchanges += 1
         answers = self._answers[True]
-        result = self._call(
+        result = self._ask(
             lambda: client.acquire_token_on_behalf_of(lookup.assertion, list(lookup.scopes)),
             answers,
         )
-        token = self._token_or_raise(result, answers)
+        token = str(result["access_token"])
         return CachedToken(token, self._clock() + float(result.get("expires_in", 0)))
 
     def for_app(self, stale: str | None = None) -> str:
@@ -301,10 +312,32 @@ class DownstreamTokens:
     def _app_token(self) -> str:
         client = self._client(obo=False)
         answers = self._answers[False]
-        return self._token_or_raise(
-            self._call(lambda: client.acquire_token_for_client(self.app_scopes), answers),
-            answers,
-        )
+        result = self._ask(lambda: client.acquire_token_for_client(self.app_scopes), answers)
+        return str(result["access_token"])
+
+    def _ask(self, request: Callable[[], Any], answers: _Answers) -> dict[str, Any]:
+        """MSAL's answer to `request` when it holds a token; else the error it stands for.
+
+        In managed-identity mode, an assertion Entra refused as stale (expired, or signed with
+        a key Entra no longer trusts after an emergency rollover) is dropped, and the request
+        is made once more with a new one from the managed-identity endpoint."""
+        result = self._call(request, answers)
+        try:
+            self._token_or_raise(result, answers)
+        except CredentialRejected as exc:
+            assertion = (
+                self._credential.get("client_assertion")
+                if isinstance(self._credential, dict)
+                else None
+            )
+            if exc.entra_code not in _STALE_ASSERTION or not isinstance(
+                assertion, ManagedIdentityAssertion
+            ):
+                raise
+            assertion.renew()
+            result = self._call(request, answers)
+            self._token_or_raise(result, answers)
+        return dict(result)
 
     def _call(self, action: Callable[[], Any], answers: _Answers) -> Any:
         import msal
@@ -354,7 +387,14 @@ class DownstreamTokens:
             "invalid_scope",
             "invalid_resource",
         ) or (first in _MISCONFIGURATION):
-            raise CredentialRejected(f"Entra refused our registration: {error}", entra_code=first)
+            raise CredentialRejected(
+                f"Entra refused our registration: {error}",
+                entra_code=first,
+                reason=_FIXES.get(
+                    first or 0,
+                    f"Entra refused the {self._settings.credential} credential of the API",
+                ),
+            )
         if error == "invalid_grant":
             raise AssertionRejected(entra_code=first)
         if answers.replayed:

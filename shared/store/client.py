@@ -16,6 +16,14 @@ READONLY during a failover, a script error): a store that refuses work is as goo
 an error that repeats shows in the logs as a breaker that keeps opening. One does not: the pool
 having no free connection (`MaxConnectionsError`) says this instance is busy, not that the store
 is down, so it fails only that call.
+
+Authentication (REDIS_CREDENTIAL): the password REDIS_URL carries (an access key), or, with
+`managed-identity`, a Microsoft Entra token of the API's managed identity for Azure Managed
+Redis (`https://redis.azure.com`), through redis-entraid's credential provider: redis-py sends
+`AUTH <object id> <token>` on each new connection, and the provider fetches a new token in the
+background before the old one expires (at 70% of its life) and re-authenticates the open
+connections with it. The token comes from the same managed-identity endpoint as the API's
+client assertion (IDENTITY_ENDPOINT). redis-entraid is imported only in that mode.
 """
 
 from __future__ import annotations
@@ -170,6 +178,9 @@ def build_store(settings: Settings, *, breaker: Breaker | None = None) -> Store 
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
+    more: dict[str, Any] = {}
+    if settings.redis_credential == "managed-identity":
+        more["credential_provider"] = entra_credential_provider(settings)
     client = redis.Redis.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_timeout_seconds,
@@ -180,9 +191,36 @@ def build_store(settings: Settings, *, breaker: Breaker | None = None) -> Store 
         client_name="central-api",  # in CLIENT LIST, for operators
         # No CLIENT SETINFO: two round trips more on every new connection, for nothing we read.
         driver_info=None,
+        **more,
     )
     return Store(
         client,
         key_prefix=settings.redis_key_prefix,
         breaker=breaker or Breaker(settings.redis_breaker_seconds),
+    )
+
+
+# The resource Azure Managed Redis (and Azure Cache for Redis) accept Entra tokens for.
+REDIS_RESOURCE = "https://redis.azure.com"
+
+
+def entra_credential_provider(settings: Settings) -> Any:
+    """redis-entraid's provider for the API's managed identity (user-assigned when
+    API_MANAGED_IDENTITY_CLIENT_ID is set, else system-assigned)."""
+    from redis_entraid.cred_provider import (
+        ManagedIdentityIdType,
+        ManagedIdentityType,
+        create_from_managed_identity,
+    )
+
+    client_id = settings.api_managed_identity_client_id
+    if client_id is None:
+        return create_from_managed_identity(
+            identity_type=ManagedIdentityType.SYSTEM_ASSIGNED, resource=REDIS_RESOURCE
+        )
+    return create_from_managed_identity(
+        identity_type=ManagedIdentityType.USER_ASSIGNED,
+        resource=REDIS_RESOURCE,
+        id_type=ManagedIdentityIdType.CLIENT_ID,
+        id_value=client_id,
     )

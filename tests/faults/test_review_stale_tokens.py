@@ -98,7 +98,10 @@ def test_an_app_token_signed_by_a_retired_key_is_dropped_and_fetched_again(
     answer = call(faults, VEHICLES, app="dealer-sync")
 
     assert answer.status_code == 200, answer.text
-    assert len(grants(faults, entra, CLIENT_CREDENTIALS)) == 1  # one new token, no more
+    # One new token, no more. In managed-identity mode the API's cached assertion was signed by
+    # the retired key too: Entra refuses it once (700027) and the API asks again with a new one.
+    new_tokens = [g for g in grants(faults, entra, CLIENT_CREDENTIALS) if g["status"] == 200]
+    assert len(new_tokens) == 1
     attempts = sent(faults, answer, dataverse)
     assert [a["status"] for a in attempts] == [401, 200]
     api_app = client_id(faults, "central-api")

@@ -134,6 +134,7 @@ def run_stack(material: Material, tmp_path: Path) -> Iterator[RunStack]:
             "DEVSTACK_ENTRA_PORT": "0",
             "DEVSTACK_DATAVERSE_PORT": "0",
             "DEVSTACK_REDIS_PORT": "0",
+            "DEVSTACK_IDENTITY_PORT": "0",
             "DEVSTACK_API_PORT": str(api_port),
             "DEVSTACK_API_INSTANCES": str(instances),
         }

@@ -103,6 +103,8 @@ PLATFORM_SETTINGS = frozenset(
         "APPLICATIONINSIGHTS_CONNECTION_STRING",  # telemetry, optional
         "REQUESTS_CA_BUNDLE",  # requests and MSAL; dev stack only
         "PYTHON_THREADPOOL_THREAD_COUNT",  # the Python worker's threads; sizes the per-caller cap
+        "IDENTITY_ENDPOINT",  # the managed-identity endpoint (azure-identity); set by the platform
+        "IDENTITY_HEADER",
     }
 )
 

@@ -35,7 +35,7 @@ def test_redis_port_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_stopping_the_stack_stops_the_store(tmp_path: Path) -> None:
     running = start_stack(
-        tmp_path, ports=Ports(0, 0, 0, 0, 0), db_path=tmp_path / "dv.sqlite", with_api=False
+        tmp_path, ports=Ports(0, 0, 0, 0, 0, 0), db_path=tmp_path / "dv.sqlite", with_api=False
     )
     valkey = running.valkey
     try:
