@@ -52,6 +52,9 @@ def test_make_settings_gives_core_tools_the_same_cors(stack: RunningStack, tmp_p
 def test_a_malformed_cors_setting_stops_the_start(tmp_path: Path, bad: dict[str, str]) -> None:
     with pytest.raises(HostConfigError, match=next(iter(bad))):
         start_stack(
-            tmp_path, ports=Ports(0, 0, 0, 0, 0, 0), db_path=tmp_path / "dv.sqlite", host_settings=bad
+            tmp_path,
+            ports=Ports(0, 0, 0, 0, 0, 0),
+            db_path=tmp_path / "dv.sqlite",
+            host_settings=bad,
         )
     assert not (tmp_path / "stack.env").exists()  # nothing started
