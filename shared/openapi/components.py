@@ -135,10 +135,14 @@ RESPONSES: dict[str, Any] = {
         "only (`application_only`), the client application that obtained the token may not "
         "call this API, or not with this subscription key (`client_app_not_allowed`), consent "
         "for the backend is missing (`consent_required`), or the backend denied the calling "
-        "user (`backend_forbidden`).",
+        "user (`backend_forbidden`: a privilege the user lacks, or a record the user may read "
+        "but not change; a record the user may not see at all is a 404, never this 403).",
         "WWW-Authenticate",
     ),
-    "NotFound": _error("No such record, or the caller may not see it."),
+    "NotFound": _error(
+        "`not_found`: no such record, or the caller may not see it; both answer the same, so "
+        "that the answer tells nobody which ids exist. An update never creates a record."
+    ),
     "PreconditionFailed": _error(
         "The record changed since the etag in If-Match was read: read it again and retry."
     ),

@@ -128,11 +128,12 @@ def _security_schemes(
                     "tokenUrl": f"{authority}/oauth2/v2.0/token",
                     "scopes": scopes,
                 },
+                # Entra takes only `/.default` for client credentials: a named scope is refused
+                # (AADSTS1002012), and the token carries every app role granted to the client.
                 "clientCredentials": {
                     "tokenUrl": f"{authority}/oauth2/v2.0/token",
                     "scopes": {
                         f"{app_id_uri}/.default": "Every app role granted to the client app",
-                        **scopes,
                     },
                 },
             },
