@@ -62,7 +62,8 @@ def test_lower_case_is_accepted_where_the_api_upper_cases(
     domain: Domain, field: Field, data: st.DataObject
 ) -> None:
     kind = field.kind
-    assert isinstance(kind, Text) and kind.pattern
+    assert isinstance(kind, Text)
+    assert kind.pattern
     valid = data.draw(st.from_regex(kind.pattern, fullmatch=True))
     lower = valid.lower()
     if not _api_accepts(kind, valid):
