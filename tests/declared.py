@@ -15,10 +15,11 @@ domain, or a consent added to tenant.toml, then changes what these return and br
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import function_app  # noqa: F401  (registers every domain's blueprint)
 from devstack.tenant import Tenant
-from shared.domains.model import Domain, Reference
+from shared.domains.model import Choice, Domain, Integer, Reference, Text
 from shared.domains.routes import registered
 
 API = "central-api"
@@ -37,21 +38,19 @@ def every_permission() -> set[str]:
     return {p for d in domains() for p in permissions(d)}
 
 
-def consented(tenant: Tenant, client: str, resource: str = API) -> set[str]:
-    """The delegated scopes `client` was granted on `resource` (what `scp` carries)."""
-    return {
-        s for c in tenant.consents if (c.client, c.resource) == (client, resource) for s in c.scopes
-    }
+def consented(tenant: Tenant, client: str, resource: str = API) -> list[str]:
+    """The delegated scopes `client` was granted on `resource`, in tenant.toml's order (the
+    order `scp` lists them in)."""
+    found = [s for c in tenant.consents if (c.client, c.resource) == (client, resource)
+             for s in c.scopes]  # fmt: skip
+    return list(dict.fromkeys(found))
 
 
-def app_roles(tenant: Tenant, client: str, resource: str = API) -> set[str]:
-    """The app roles `client` was assigned on `resource` (what `roles` carries)."""
-    return {
-        r
-        for a in tenant.role_assignments
-        if (a.client, a.resource) == (client, resource)
-        for r in a.roles
-    }
+def app_roles(tenant: Tenant, client: str, resource: str = API) -> list[str]:
+    """The app roles `client` was assigned on `resource`, in tenant.toml's order."""
+    found = [r for a in tenant.role_assignments if (a.client, a.resource) == (client, resource)
+             for r in a.roles]  # fmt: skip
+    return list(dict.fromkeys(found))
 
 
 def may(tenant: Tenant, privilege: str, table: str, *, user: str = "", app: str = "") -> bool:
@@ -92,3 +91,24 @@ def creatable_blind(domain: Domain) -> bool:
     """Whether a create needs no existing record (no required reference): what a fuzzer that
     cannot know ids can create."""
     return not any(isinstance(f.kind, Reference) and f.required for f in domain.fields)
+
+
+def minimal_body(domain: Domain, reference: str) -> dict[str, Any]:
+    """A create body with the required fields only, each the simplest value its kind takes
+    (`reference`, a GUID, for references: whether it exists is the test's business)."""
+    body: dict[str, Any] = {}
+    for field in domain.fields:
+        if not (field.writable and field.required):
+            continue
+        kind = field.kind
+        if isinstance(kind, Reference):
+            body[field.name] = reference
+        elif isinstance(kind, Choice):
+            body[field.name] = next(iter(kind.options))
+        elif isinstance(kind, Integer):
+            body[field.name] = kind.minimum
+        elif isinstance(kind, Text) and not kind.pattern:
+            body[field.name] = "x"
+        else:
+            raise NotImplementedError(f"{domain.name}.{field.name}: no simple value for its kind")
+    return body
