@@ -53,8 +53,8 @@ typecheck: setup  ## mypy (strict) on the package
 bench: setup  ## measure the performance figures (bench/README.md); a few minutes
 	$(BIN)/python -m bench
 
-settings: setup  ## write local.settings.json for Core Tools from the running stack
-	$(BIN)/python -m devstack settings
+settings: setup  ## write local.settings.json for Core Tools from the running stack (FORCE=1 replaces one)
+	$(BIN)/python -m devstack settings $(if $(filter 1,$(FORCE)),--force)
 
 clean:  ## remove the virtualenv, generated keys and caches
 	rm -rf $(VENV) .devstack .pytest_cache .mypy_cache .ruff_cache $(SPA)/node_modules test-results

@@ -225,7 +225,12 @@ def _call(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> int:
-    """local.settings.json for `func start`, from the running stack's stack.env."""
+    """local.settings.json for `func start`, from the running stack's stack.env.
+
+    An existing file is left alone unless `--force` (`make settings FORCE=1`): it may hold a
+    real tenant's settings typed in by hand, which the dev stack's would silently replace. No
+    backup is kept instead: a copy of those secrets lying next to it is worse than a refusal.
+    """
     settings = read_env(stack_dir() / "stack.env")
     values = {"FUNCTIONS_WORKER_RUNTIME": "python", "AzureWebJobsStorage": ""}
     values |= {k: v for k, v in settings.items() if not k.startswith("DEVSTACK_")}
@@ -236,6 +241,13 @@ def _settings(args: argparse.Namespace) -> int:
     }
     document = {"IsEncrypted": False, "Values": values, "Host": host}
     path = stack_dir().parent / "local.settings.json"
+    if path.exists() and not args.force:
+        print(
+            f"error: {path} exists; not overwritten (make settings FORCE=1, or "
+            "python -m devstack settings --force, replaces it)",
+            file=sys.stderr,
+        )
+        return 1
     path.write_text(json.dumps(document, indent=2) + "\n")
     path.chmod(0o600)
     print(f"wrote {path}")
@@ -250,9 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start the dev stack").set_defaults(func=_run)
-    sub.add_parser("settings", help="write local.settings.json for Core Tools").set_defaults(
-        func=_settings
+    settings = sub.add_parser("settings", help="write local.settings.json for Core Tools")
+    settings.add_argument(
+        "--force", action="store_true", help="replace an existing local.settings.json"
     )
+    settings.set_defaults(func=_settings)
 
     host = sub.add_parser("host", help="serve the API alone, as one more instance")
     where = host.add_mutually_exclusive_group(required=True)

@@ -21,6 +21,8 @@ from devstack.entra import msal_session
 from devstack.pki import Material, ensure_material
 from devstack.tenant import Tenant, load_tenant
 
+CACHE_FILE = "msal-cache.json"  # in the stack's folder, with the tenant's fingerprint
+
 
 class ClientError(Exception):
     """Entra refused a token request; the message is Entra's error code and description."""
@@ -62,16 +64,25 @@ class DevClient:
         return f"api://{self.tenant.app('central-api').client_id}"
 
     def _cache(self) -> msal.SerializableTokenCache:
+        """MSAL's token cache from `msal-cache.json`, empty unless it was saved for this very
+        tenant: a token issued before tenant.toml changed may lack a role or scope the tenant
+        now grants (or hold one it no longer does), and MSAL would keep returning it until it
+        expires. An older file without the tenant's fingerprint is dropped the same way."""
         cache = msal.SerializableTokenCache()
-        path = self.material.folder / "msal-cache.json"
-        if path.exists():
-            cache.deserialize(path.read_text())
+        path = self.material.folder / CACHE_FILE
+        try:
+            saved = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            return cache
+        if isinstance(saved, dict) and saved.get("tenant") == self.tenant.fingerprint:
+            cache.deserialize(json.dumps(saved.get("msal", {})))
         return cache
 
     def _save(self, cache: msal.SerializableTokenCache) -> None:
         if cache.has_state_changed:
-            path = self.material.folder / "msal-cache.json"
-            path.write_text(cache.serialize())
+            path = self.material.folder / CACHE_FILE
+            saved = {"tenant": self.tenant.fingerprint, "msal": json.loads(cache.serialize())}
+            path.write_text(json.dumps(saved))
             path.chmod(0o600)
 
     def user_token(

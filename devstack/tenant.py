@@ -6,6 +6,8 @@ or a consent is described once. Secrets are not part of the tenant; see `devstac
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +136,13 @@ class Tenant:
     source: dict[str, Any] = field(repr=False, default_factory=dict)
     managed_identities: dict[str, ManagedIdentity] = field(default_factory=dict)
     federated_credentials: tuple[FederatedCredential, ...] = ()
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the tenant's content (not of the file's layout or comments): what a cache
+        of tokens the tenant issued is valid for."""
+        canonical = json.dumps(self.source, sort_keys=True, default=str).encode()
+        return hashlib.sha256(canonical).hexdigest()
 
     def app(self, name: str) -> App:
         try:

@@ -3,7 +3,9 @@
 MSAL Python's resource-owner password flow first asks `https://{host}/common/userrealm/...`,
 building that URL from the authority's *host name* only (`msal/authority.py`: the instance is
 `urlparse(authority).hostname`), so the port is lost and the request goes to port 443. Real
-Entra listens on 443, so this only bites emulators. `msal_session(entra_url, verify)` returns a
+Entra listens on 443, so this only bites emulators (MSAL Python issue 259; its fix, PR 484, kept
+the port for tenant discovery only). Nothing the emulator answers can help: the request never
+reaches it, and MSAL keeps no port to follow. `msal_session(entra_url, verify)` returns a
 `requests.Session` to pass as MSAL's `http_client=`: it puts the port back on those requests and
 leaves every other URL alone.
 """

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import string
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,6 +54,41 @@ _SINGLE_LINE_TEXT = (
     rf"^[^{_SINGLE_LINE_REFUSED}]*[^\s{_SINGLE_LINE_REFUSED}][^{_SINGLE_LINE_REFUSED}]*$"
 )
 _MULTILINE_TEXT = rf"^[^{_MULTILINE_REFUSED}]*[^\s{_MULTILINE_REFUSED}][^{_MULTILINE_REFUSED}]*$"
+
+
+_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
+
+
+def ascii_case_insensitive(pattern: str) -> str:
+    """`pattern` matching ASCII letters in either case, written without flags (JSON Schema has
+    none): `[A-HJ-N]` becomes `[A-HJ-Na-hj-n]`, a letter outside a class `[Xx]`. Escapes
+    (`\\S`, `\\D`) are kept as they are."""
+    out: list[str] = []
+    in_class = False
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class and char in string.ascii_uppercase:
+            if pattern[i + 1 : i + 2] == "-" and pattern[i + 2 : i + 3] in string.ascii_uppercase:
+                span = pattern[i : i + 3]
+                out.append(span + span.lower())
+                i += 3
+                continue
+            out.append(char + char.lower())
+        elif char in string.ascii_uppercase:
+            out.append(f"[{char}{char.lower()}]")
+        else:
+            out.append(char)
+            if char == "[" and not in_class:
+                in_class = True
+            elif char == "]" and in_class:
+                in_class = False
+        i += 1
+    return "".join(out)
 
 
 def parse_guid(value: object, name: str) -> str:
@@ -99,8 +135,8 @@ class Text(Kind):
         text = check_text(value, name, max_length=self.max_length, multiline=self.multiline)
         if not text.strip():
             raise BadInput(name, "must not be empty")
-        if self.upper:
-            text = text.upper()
+        if self.upper:  # ASCII only: "ſ".upper() is "S", and that is not what the client sent
+            text = text.translate(_ASCII_UPPER)
         if self.pattern and not re.fullmatch(self.pattern, text):
             raise BadInput(name, self.pattern_hint or "has the wrong format")
         return text
@@ -109,8 +145,9 @@ class Text(Kind):
         result: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": self.max_length}
         # Not blank, no control or format characters (line breaks only in multi-line text)...
         result["pattern"] = _MULTILINE_TEXT if self.multiline else _SINGLE_LINE_TEXT
-        if self.pattern:  # ...and the format (for `upper` fields, lower case is accepted too)
-            result["allOf"] = [{"pattern": f"^(?:{self.pattern})$"}]
+        if self.pattern:  # ...and the format (for `upper` fields, in either case)
+            pattern = ascii_case_insensitive(self.pattern) if self.upper else self.pattern
+            result["allOf"] = [{"pattern": f"^(?:{pattern})$"}]
         return result
 
 

@@ -11,6 +11,7 @@ from azure.identity import CertificateCredential, ClientSecretCredential
 
 from devstack.pki import Material
 from devstack.tenant import Tenant
+from tests.declared import app_roles
 from tests.devstack.entra_helpers import (
     OMIT,
     MsalApps,
@@ -38,7 +39,7 @@ def test_secret_gives_v2_app_token_with_assigned_roles(
     assert claims["ver"] == "2.0"
     assert claims["azp"] == sync.client_id
     assert claims["azpacr"] == "1"
-    assert sorted(claims["roles"]) == ["customer.read", "vehicle.readwrite"]
+    assert sorted(claims["roles"]) == sorted(app_roles(tenant, "dealer-sync"))
     assert claims["idtyp"] == "app"
     assert "scp" not in claims
     assert claims["tid"] == tenant.id

@@ -14,6 +14,7 @@ from msal.exceptions import MsalServiceError
 
 from devstack.pki import Material
 from devstack.tenant import Tenant
+from tests.declared import consented
 from tests.devstack.entra_helpers import (
     MsalApps,
     UserTokens,
@@ -260,7 +261,7 @@ def test_revoke_and_grant_consent(
     assert {
         "client": "portal",
         "resource": "central-api",
-        "scopes": ["customer.read", "customer.readwrite", "case.read", "case.readwrite"],
+        "scopes": consented(tenant, "portal"),
     } in consents
     assert not any(c["client"] == "reporting" and c["resource"] == "partner-api" for c in consents)
 

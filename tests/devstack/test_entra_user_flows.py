@@ -17,6 +17,7 @@ from azure.identity import OnBehalfOfCredential
 
 from devstack.pki import Material
 from devstack.tenant import Tenant
+from tests.declared import consented
 from tests.devstack.entra_helpers import (
     MsalApps,
     UserTokens,
@@ -57,12 +58,7 @@ def test_password_grant_gives_v2_user_token_with_all_consented_scopes(
     alice = tenant.user("alice")
     claims = validator.api_claims(result["access_token"])
     # Entra puts every scope the client was granted on the API in `scp`, not just the asked one.
-    assert claims["scp"].split() == [
-        "customer.read",
-        "customer.readwrite",
-        "case.read",
-        "case.readwrite",
-    ]
+    assert claims["scp"].split() == consented(tenant, "portal")
     assert claims["oid"] == alice.oid
     assert claims["preferred_username"] == alice.upn
     assert claims["name"] == alice.display_name

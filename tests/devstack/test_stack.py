@@ -16,6 +16,7 @@ import pytest
 from devstack.__main__ import banner
 from devstack.config import ROOT, read_env
 from devstack.stack import RunningStack
+from tests.declared import app_roles, consented
 
 VENV_PYTHON = ".venv/bin/python"
 
@@ -105,12 +106,7 @@ def test_token_prints_a_user_token_and_nothing_else(stack: RunningStack) -> None
     claims = _claims(token)
     assert claims["aud"] == stack.tenant.app("central-api").client_id
     assert claims["oid"] == stack.tenant.user("alice").oid
-    assert set(str(claims["scp"]).split()) == {
-        "customer.read",
-        "customer.readwrite",
-        "case.read",
-        "case.readwrite",
-    }
+    assert set(str(claims["scp"]).split()) == set(consented(stack.tenant, "portal"))
 
 
 def test_token_for_another_client_and_scope(stack: RunningStack) -> None:
@@ -127,7 +123,7 @@ def test_token_prints_an_app_token(stack: RunningStack) -> None:
     result = _cli(stack, "token", "--app", "dealer-sync")
     assert result.returncode == 0, result.stderr
     claims = _claims(result.stdout.strip())
-    assert sorted(claims["roles"]) == ["customer.read", "vehicle.readwrite"]  # type: ignore[call-overload]
+    assert sorted(claims["roles"]) == sorted(app_roles(stack.tenant, "dealer-sync"))  # type: ignore[call-overload]
     assert claims["idtyp"] == "app"
     assert "scp" not in claims
 

@@ -28,8 +28,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from devstack.tenant import load_tenant
 from shared import openapi
 from tests.api.conftest import Api
+from tests.declared import creatable_blind, domains, writer
 
 CONFORMANCE = [
     not_a_server_error,
@@ -125,11 +127,24 @@ def test_responses_conform(
     fuzz()
 
 
-WORKFLOWS = [
-    pytest.param("user:alice", "Customers", True, id="alice-customers"),
-    pytest.param("app:dealer-sync", "Vehicles", True, id="dealer-sync-vehicles"),
-    pytest.param("user:bob", "Cases", False, id="bob-cases"),
-]
+def _workflows() -> list[Any]:
+    """One workflow per declared domain, as a caller the demo tenant lets create its records;
+    the links must be followed when a create needs no existing record (a fuzzer cannot know a
+    customer's id for a case)."""
+    tenant = load_tenant()
+    plan = []
+    for domain in domains():
+        caller = writer(tenant, domain)
+        name = caller.user or caller.app
+        plan.append(
+            pytest.param(
+                caller.label, domain.title, creatable_blind(domain), id=f"{name}-{domain.route}"
+            )
+        )
+    return plan
+
+
+WORKFLOWS = _workflows()
 
 
 @pytest.mark.slow

@@ -27,8 +27,9 @@ from shared.domains.model import (
 from shared.domains.routes import operations
 from shared.domains.vehicle import VEHICLE
 from shared.http.errors import BadInput
+from tests.declared import domains
 
-DOMAINS = [CUSTOMER, CASE, VEHICLE]
+DOMAINS = list(domains())  # every registered domain, a new one included
 GUID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 CAMEL = re.compile(r"^[a-z][A-Za-z0-9]*$")
 
