@@ -45,13 +45,29 @@ DATAVERSE_TOKEN_BYTES = 2_000  # a Dataverse access token for a user is 1.5 to 2
 
 
 class _Memory:
-    """The store's client without a server: the same entries, answered from a dict."""
+    """The store's client without a server: the same entries, answered from a dict. It is its
+    own connection pool and connection too, for `Store.get_while` (send, then read)."""
 
     def __init__(self, entries: dict[str, bytes]) -> None:
         self._entries = entries
+        self._sent: str | None = None
+        self.connection_pool = self
 
     def get(self, key: str) -> bytes | None:
         return self._entries.get(key)
+
+    def get_connection(self) -> _Memory:
+        return self
+
+    def release(self, connection: _Memory) -> None:
+        pass
+
+    def send_command(self, command: str, key: str) -> None:
+        self._sent = key
+
+    def read_response(self) -> bytes | None:
+        assert self._sent is not None
+        return self._entries.get(self._sent)
 
     def register_script(self, source: str) -> Callable[..., None]:
         return lambda *args: None

@@ -134,7 +134,7 @@ class SharedTokenCache:
         value = self._store.get(key)
         if value is None:
             return
-        found = self._open(key, lookup, value)
+        found = self._open(key, self._aead(lookup), value)
         if found is None or found.access_token == access_token:
             self._compare_and_delete([key], [value])
 
@@ -177,10 +177,11 @@ class SharedTokenCache:
         return self._store.key("obo", hmac.digest(self._lookup_key, message, "sha256").hex())
 
     def _read(self, key: str, lookup: Lookup) -> CachedToken | None:
-        value = self._store.get(key)
+        # The value key does not depend on the value: derive it while the GET is in flight.
+        value, aead = self._store.get_while(key, lambda: self._aead(lookup))
         if value is None:
             return None
-        found = self._open(key, lookup, value)
+        found = self._open(key, aead, value)
         if found is None:
             self._count("undecryptable")
             return None
@@ -197,16 +198,14 @@ class SharedTokenCache:
         header = bytes([VERSION])
         return header + nonce + self._aead(lookup).encrypt(nonce, plaintext, header + key.encode())
 
-    def _open(self, key: str, lookup: Lookup, value: bytes) -> CachedToken | None:
+    def _open(self, key: str, aead: AESGCM, value: bytes) -> CachedToken | None:
         from cryptography.exceptions import InvalidTag
 
         if len(value) < 1 + _NONCE + _EXPIRY.size + 16 or value[0] != VERSION:
             return None
         header, nonce = value[:1], value[1 : 1 + _NONCE]
         try:
-            plaintext = self._aead(lookup).decrypt(
-                nonce, value[1 + _NONCE :], header + key.encode()
-            )
+            plaintext = aead.decrypt(nonce, value[1 + _NONCE :], header + key.encode())
             (expires_at,) = _EXPIRY.unpack_from(plaintext)
             return CachedToken(plaintext[_EXPIRY.size :].decode("utf-8"), float(expires_at))
         except (InvalidTag, UnicodeDecodeError):

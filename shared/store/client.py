@@ -93,6 +93,37 @@ class Store:
         result = self._call(lambda client: client.get(key))
         return None if result is UNAVAILABLE else result
 
+    def get_while(self, key: str, meanwhile: Callable[[], T]) -> tuple[bytes | None, T]:
+        """`get(key)`, running `meanwhile` while the GET's reply is on its way: the caller's work
+        that does not need the value overlaps the round trip instead of following it.
+
+        `meanwhile` runs exactly once, whatever becomes of the GET (after it, when the store was
+        unavailable before the GET left); what it raises is raised, and its connection, with a
+        reply still pending, is dropped rather than handed to the next caller."""
+        prepared: list[T] = []
+
+        def get(client: Any) -> Any:
+            # redis-py's execute_command without its retry loop (retries are off): one pooled
+            # connection, the command sent, and only then its reply read.
+            pool = client.connection_pool
+            connection = pool.get_connection()
+            answered = False
+            try:
+                connection.send_command("GET", key)
+                prepared.append(meanwhile())
+                reply = connection.read_response()
+                answered = True
+                return reply
+            finally:
+                if not answered:
+                    connection.disconnect()  # the reply may still come: never reuse it
+                pool.release(connection)
+
+        result = self._call(get)
+        if not prepared:
+            prepared.append(meanwhile())
+        return (None if result is UNAVAILABLE else result), prepared[0]
+
     def set(self, key: str, value: bytes, *, ttl_ms: int) -> bool:
         """Write with a time to live; False when it was not written."""
         result = self._call(lambda client: client.set(key, value, px=max(1, ttl_ms)))
