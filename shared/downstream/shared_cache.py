@@ -28,6 +28,12 @@ or a memory dump of it must learn nothing usable from it without the caller's ow
   and the exchange that follows writes over it.
 - No `oid`, name, scope or JWT is in clear anywhere; the expiry is inside the ciphertext.
 
+An L2 hit makes one round trip, and the work it needs beside it is kept off the round trip's
+path where it can be: the value key depends on the incoming token, not on the value, so it is
+derived (HKDF, and the AES-GCM object built) while the GET is in flight (`Store.get_while`), and
+the lookup key's HMAC starts from a keyed state computed once. What is left on the path is the
+lookup key before the GET and the decryption after it.
+
 Entries live until the Dataverse token is `MARGIN_SECONDS` from expiry (the TTL), so the store
 evicts them itself; `allkeys-lru` evicts early under memory pressure, which is a miss.
 
@@ -97,7 +103,9 @@ class SharedTokenCache:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
-        self._lookup_key = derive(data_key, "store-lookup")
+        # HMAC's keyed start state, computed once: each key copies it (cheaper than hmac.digest,
+        # which derives it again from the key on every call; the key is on a hit's way to GET).
+        self._lookup_mac = hmac.new(derive(data_key, "store-lookup"), digestmod="sha256")
         self._value_salt = derive(data_key, "store-value")
         self._wait = wait
         # The lock outlives no waiter: a holder that died blocks the others no longer than
@@ -173,8 +181,9 @@ class SharedTokenCache:
                 self._compare_and_delete([lock], [mine])
 
     def key(self, lookup: Lookup) -> str:
-        message = " ".join(lookup.scopes).encode("utf-8") + b"\x00" + lookup.assertion.encode()
-        return self._store.key("obo", hmac.digest(self._lookup_key, message, "sha256").hex())
+        mac = self._lookup_mac.copy()
+        mac.update(" ".join(lookup.scopes).encode("utf-8") + b"\x00" + lookup.assertion.encode())
+        return self._store.key("obo", mac.hexdigest())
 
     def _read(self, key: str, lookup: Lookup) -> CachedToken | None:
         # The value key does not depend on the value: derive it while the GET is in flight.

@@ -11,6 +11,13 @@ False for writes. Callers never see an exception and treat "unavailable" as a mi
 consults the circuit breaker (shared/store/breaker.py): while it is open, calls answer
 "unavailable" without touching the network.
 
+`get_while` is a GET split in two, for a caller with work that does not need the value (an L2
+hit derives its value key there): the command is sent on a pooled connection, the caller's work
+runs while the reply travels, and only then is the reply read, under the same socket timeout and
+through `_call` like any operation. The connection goes back to the pool on every path; after
+an error, or the caller's work raising before the read, it is closed first, so that a reply
+still on its way never reaches the next caller.
+
 Every failure counts toward the breaker, including errors the server answered (OOM when full,
 READONLY during a failover, a script error): a store that refuses work is as good as absent, and
 an error that repeats shows in the logs as a breaker that keeps opening. One does not: the pool

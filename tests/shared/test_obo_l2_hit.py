@@ -1,6 +1,8 @@
 """An L2 hit derives the value key while its GET is in flight (`Store.get_while`); what it reads
 and how it fails are unchanged. Against real valkey-servers.
 
+- The key is still HMAC-SHA256 of the scopes and the incoming token under the "store-lookup"
+  subkey (computed from a keyed start state copied per key).
 - The value key is still HKDF-SHA256 of the caller's incoming token (salt: the "store-value"
   subkey of API_DATA_KEY), checked with cryptography's own HKDF and AES-GCM both ways: a value
   the cache wrote opens with them, and a value sealed with them is a hit.
@@ -11,6 +13,7 @@ and how it fails are unchanged. Against real valkey-servers.
 
 from __future__ import annotations
 
+import hmac
 import os
 import struct
 import time
@@ -88,6 +91,16 @@ def test_a_value_sealed_with_hkdf_of_the_incoming_token_is_a_hit(store: Store) -
     assert cache.get(lookup) == CachedToken("bobs-dataverse-token", float(expiry))
     assert cache.get(Lookup.of("incoming-token-of-eve", SCOPES)) is None
     assert cache.stats == {"hits": 1, "misses": 1}
+
+
+def test_the_key_is_still_hmac_sha256_of_the_scopes_and_the_incoming_token(store: Store) -> None:
+    """Instances of two versions (a rolling deployment) must file and find entries alike."""
+    lookup = Lookup.of("incoming-token-of-dan", SCOPES)
+    message = " ".join(SCOPES).encode() + b"\x00" + b"incoming-token-of-dan"
+    mac = hmac.new(derive(DATA_KEY, "store-lookup"), message, "sha256").hexdigest()
+    cache = SharedTokenCache(store, DATA_KEY, wait=1.0)
+    assert cache.key(lookup) == store.key("obo", mac)
+    assert cache.key(lookup) == cache.key(lookup)  # the keyed start state is copied, not used up
 
 
 class FailsMidGet:
