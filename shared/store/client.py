@@ -106,7 +106,8 @@ class Store:
 
         `meanwhile` runs exactly once, whatever becomes of the GET (after it, when the store was
         unavailable before the GET left); what it raises is raised, and its connection, with a
-        reply still pending, is dropped rather than handed to the next caller."""
+        reply still pending, is dropped rather than handed to the next caller. It should only
+        compute: an OSError or redis-py error from it would count as the store's failure."""
         prepared: list[T] = []
 
         def get(client: Any) -> Any:
