@@ -28,6 +28,12 @@ or a memory dump of it must learn nothing usable from it without the caller's ow
   and the exchange that follows writes over it.
 - No `oid`, name, scope or JWT is in clear anywhere; the expiry is inside the ciphertext.
 
+An L2 hit makes one round trip, and the work it needs beside it is kept off the round trip's
+path where it can be: the value key depends on the incoming token, not on the value, so it is
+derived (HKDF, and the AES-GCM object built) while the GET is in flight (`Store.get_while`), and
+the lookup key's HMAC starts from a keyed state computed once. What is left on the path is the
+lookup key before the GET and the decryption after it.
+
 Entries live until the Dataverse token is `MARGIN_SECONDS` from expiry (the TTL), so the store
 evicts them itself; `allkeys-lru` evicts early under memory pressure, which is a miss.
 
@@ -97,7 +103,9 @@ class SharedTokenCache:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
-        self._lookup_key = derive(data_key, "store-lookup")
+        # HMAC's keyed start state, computed once: each key copies it (cheaper than hmac.digest,
+        # which derives it again from the key on every call; the key is on a hit's way to GET).
+        self._lookup_mac = hmac.new(derive(data_key, "store-lookup"), digestmod="sha256")
         self._value_salt = derive(data_key, "store-value")
         self._wait = wait
         # The lock outlives no waiter: a holder that died blocks the others no longer than
@@ -134,7 +142,7 @@ class SharedTokenCache:
         value = self._store.get(key)
         if value is None:
             return
-        found = self._open(key, lookup, value)
+        found = self._open(key, self._aead(lookup), value)
         if found is None or found.access_token == access_token:
             self._compare_and_delete([key], [value])
 
@@ -173,14 +181,16 @@ class SharedTokenCache:
                 self._compare_and_delete([lock], [mine])
 
     def key(self, lookup: Lookup) -> str:
-        message = " ".join(lookup.scopes).encode("utf-8") + b"\x00" + lookup.assertion.encode()
-        return self._store.key("obo", hmac.digest(self._lookup_key, message, "sha256").hex())
+        mac = self._lookup_mac.copy()
+        mac.update(" ".join(lookup.scopes).encode("utf-8") + b"\x00" + lookup.assertion.encode())
+        return self._store.key("obo", mac.hexdigest())
 
     def _read(self, key: str, lookup: Lookup) -> CachedToken | None:
-        value = self._store.get(key)
+        # The value key does not depend on the value: derive it while the GET is in flight.
+        value, aead = self._store.get_while(key, lambda: self._aead(lookup))
         if value is None:
             return None
-        found = self._open(key, lookup, value)
+        found = self._open(key, aead, value)
         if found is None:
             self._count("undecryptable")
             return None
@@ -197,16 +207,14 @@ class SharedTokenCache:
         header = bytes([VERSION])
         return header + nonce + self._aead(lookup).encrypt(nonce, plaintext, header + key.encode())
 
-    def _open(self, key: str, lookup: Lookup, value: bytes) -> CachedToken | None:
+    def _open(self, key: str, aead: AESGCM, value: bytes) -> CachedToken | None:
         from cryptography.exceptions import InvalidTag
 
         if len(value) < 1 + _NONCE + _EXPIRY.size + 16 or value[0] != VERSION:
             return None
         header, nonce = value[:1], value[1 : 1 + _NONCE]
         try:
-            plaintext = self._aead(lookup).decrypt(
-                nonce, value[1 + _NONCE :], header + key.encode()
-            )
+            plaintext = aead.decrypt(nonce, value[1 + _NONCE :], header + key.encode())
             (expires_at,) = _EXPIRY.unpack_from(plaintext)
             return CachedToken(plaintext[_EXPIRY.size :].decode("utf-8"), float(expires_at))
         except (InvalidTag, UnicodeDecodeError):

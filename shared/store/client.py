@@ -11,6 +11,13 @@ False for writes. Callers never see an exception and treat "unavailable" as a mi
 consults the circuit breaker (shared/store/breaker.py): while it is open, calls answer
 "unavailable" without touching the network.
 
+`get_while` is a GET split in two, for a caller with work that does not need the value (an L2
+hit derives its value key there): the command is sent on a pooled connection, the caller's work
+runs while the reply travels, and only then is the reply read, under the same socket timeout and
+through `_call` like any operation. The connection goes back to the pool on every path; after
+an error, or the caller's work raising before the read, it is closed first, so that a reply
+still on its way never reaches the next caller.
+
 Every failure counts toward the breaker, including errors the server answered (OOM when full,
 READONLY during a failover, a script error): a store that refuses work is as good as absent, and
 an error that repeats shows in the logs as a breaker that keeps opening. One does not: the pool
@@ -100,6 +107,38 @@ class Store:
         """The value, or None when it is absent or the store is unavailable."""
         result = self._call(lambda client: client.get(key))
         return None if result is UNAVAILABLE else result
+
+    def get_while(self, key: str, meanwhile: Callable[[], T]) -> tuple[bytes | None, T]:
+        """`get(key)`, running `meanwhile` while the GET's reply is on its way: the caller's work
+        that does not need the value overlaps the round trip instead of following it.
+
+        `meanwhile` runs exactly once, whatever becomes of the GET (after it, when the store was
+        unavailable before the GET left); what it raises is raised, and its connection, with a
+        reply still pending, is dropped rather than handed to the next caller. It should only
+        compute: an OSError or redis-py error from it would count as the store's failure."""
+        prepared: list[T] = []
+
+        def get(client: Any) -> Any:
+            # redis-py's execute_command without its retry loop (retries are off): one pooled
+            # connection, the command sent, and only then its reply read.
+            pool = client.connection_pool
+            connection = pool.get_connection()
+            answered = False
+            try:
+                connection.send_command("GET", key)
+                prepared.append(meanwhile())
+                reply = connection.read_response()
+                answered = True
+                return reply
+            finally:
+                if not answered:
+                    connection.disconnect()  # the reply may still come: never reuse it
+                pool.release(connection)
+
+        result = self._call(get)
+        if not prepared:
+            prepared.append(meanwhile())
+        return (None if result is UNAVAILABLE else result), prepared[0]
 
     def set(self, key: str, value: bytes, *, ttl_ms: int) -> bool:
         """Write with a time to live; False when it was not written."""

@@ -13,9 +13,9 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -35,6 +35,7 @@ from tests.shared.test_settings import GOOD
 
 SCOPES = ("https://dataverse.example/user_impersonation",)
 DATA_KEY = bytes(range(32))
+T = TypeVar("T")
 
 
 class Counted:
@@ -51,6 +52,10 @@ class Counted:
     def get(self, key: str) -> bytes | None:
         self.calls.append("GET")
         return self.store.get(key)
+
+    def get_while(self, key: str, meanwhile: Callable[[], T]) -> tuple[bytes | None, T]:
+        self.calls.append("GET")
+        return self.store.get_while(key, meanwhile)
 
     def set(self, key: str, value: bytes, *, ttl_ms: int) -> bool:
         self.calls.append("SET")
