@@ -35,7 +35,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -120,6 +120,22 @@ def timed(get: Callable[P, T], facts: dict[str, Any], key: str) -> Callable[P, T
         started = time.perf_counter()
         try:
             return get(*args, **kwargs)
+        finally:
+            spent = (time.perf_counter() - started) * 1000
+            facts[key] = round(facts.get(key, 0.0) + spent, 2)
+
+    return timed_get
+
+
+def timed_async(
+    get: Callable[P, Awaitable[T]], facts: dict[str, Any], key: str
+) -> Callable[P, Awaitable[T]]:
+    """`timed` for a coroutine function."""
+
+    async def timed_get(*args: P.args, **kwargs: P.kwargs) -> T:
+        started = time.perf_counter()
+        try:
+            return await get(*args, **kwargs)
         finally:
             spent = (time.perf_counter() - started) * 1000
             facts[key] = round(facts.get(key, 0.0) + spent, 2)

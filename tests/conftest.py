@@ -149,8 +149,8 @@ def stack(
     runtime.reset()  # the API in this process reads the settings the stack just exported
     health.forget()
     yield running
+    runtime.reset()  # first: the API's async client closes on the host's event loop
     running.stop()
-    runtime.reset()
     health.forget()
 
 

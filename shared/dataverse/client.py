@@ -1,4 +1,11 @@
-"""The Dataverse Web API client: one pooled `requests.Session` per process, shared by every call.
+"""The Dataverse Web API client: one pooled `requests.Session` per process for sync functions,
+one pooled `httpx.AsyncClient` for async ones (built on the event loop that first uses it: the
+worker's one loop), each shared by every call.
+
+What a request does (the token, the retries below, the mapping of answers) is written once, as a
+generator of I/O steps (`_steps`: get a token, send, sleep); `request` performs those steps on
+the calling thread, `request_async` on the event loop. `run`/`run_async` do the same for a
+handler's whole conversation with Dataverse (`shared.dataverse.call.Steps`).
 
 Each call carries a `Call`: how to get the bearer token for *this* caller (asked for only when
 the request is about to go out, so bad input never costs a token exchange), the correlation id
@@ -14,25 +21,37 @@ that travels to Dataverse, and the deadline of the client's request.
 - Dataverse's answers are mapped to `shared.dataverse.errors` here and nowhere else: by status,
   and for 403 also by error code (record-level access check or not, see that module).
 
-The session keeps no cookies: Dataverse sets affinity cookies, and a session shared by every
-user must carry nothing from one caller's answer into another caller's request.
+The sessions keep no cookies: Dataverse sets affinity cookies, and a session shared by every
+user must carry nothing from one caller's answer into another caller's request. The async client
+trusts the CAs of `REQUESTS_CA_BUNDLE` when it is set, as requests (and so the sync client and
+MSAL) do, so that both transports trust the same certificates; unset, the system's.
+
+httpx rather than aiohttp for the async client: its responses read like requests' (status_code,
+headers, content, json()), so the one answer mapping below serves both, and an unclosed client
+left to the collector raises no ResourceWarning (a runtime replaced in tests is never closed on
+its loop).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email.utils
 import http.cookiejar
 import json
+import os
 import re
+import ssl
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from shared.dataverse.call import Call
+from shared.dataverse.call import Answer, Call, DataverseRequest, Steps
 from shared.dataverse.errors import (
     BackendAuthFailed,
     BackendForbidden,
@@ -46,7 +65,13 @@ from shared.dataverse.errors import (
     RecordNotFound,
 )
 
+if TYPE_CHECKING:
+    import httpx
+
+T = TypeVar("T")
+
 API_PATH = "/api/data/v9.2/"
+CLOSE_TIMEOUT = 5.0  # seconds to wait for the async client to close on its loop
 MAX_ATTEMPTS = 3  # sends of one request that Dataverse may answer 429
 # The access check failed for one record: "Principal with ID ... does not have ReadAccess
 # right(s) for record with ID ..." (-2147187962; learn.microsoft.com, "Troubleshoot Dataverse
@@ -60,11 +85,46 @@ ODATA_HEADERS = {  # on every request, with the bearer and the correlation id
 }
 
 
+__all__ = ["Answer", "DataverseClient"]
+
+
 @dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: Mapping[str, str]
-    body: dict[str, Any] | None
+class _Token:
+    stale: str | None
+
+
+@dataclass(frozen=True)
+class _Send:
+    method: str
+    url: str
+    headers: dict[str, str]
+    data: bytes | None
+
+
+@dataclass(frozen=True)
+class _Sleep:
+    seconds: float
+
+
+_Step = _Token | _Send | _Sleep
+
+
+class _Reply(Protocol):
+    """What the answer mapping reads of a response: requests' and httpx's alike."""
+
+    status_code: int
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content(self) -> bytes: ...
+
+    def json(self, **kwargs: Any) -> Any: ...
+
+
+def _no_cookies() -> http.cookiejar.CookieJar:
+    return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
 
 class DataverseClient:
@@ -89,6 +149,10 @@ class DataverseClient:
         self._adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
         self._session.mount("https://", self._adapter)
         self._session.mount("http://", self._adapter)
+        self._pool_size = pool_size
+        self._async_client: httpx.AsyncClient | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._async_lock = threading.Lock()
 
     def connections_opened(self) -> int:
         """How many connections the pool has opened so far (for benchmarks and tests)."""
@@ -105,26 +169,103 @@ class DataverseClient:
         body: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
-        url = self.base + path + (f"?{query}" if query else "")
+        """One Web API request on this thread (token, retries, the answer or its error)."""
+        steps = self._steps(DataverseRequest(method, path, query, body, headers), call)
+        result: Any = None
+        while True:
+            try:
+                step = steps.send(result)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            if isinstance(step, _Token):
+                result = call.token(step.stale)
+            elif isinstance(step, _Send):
+                result = self._send(step, call)
+            else:
+                self._sleep(step.seconds)
+                result = None
+
+    async def request_async(self, wanted: DataverseRequest, call: Call) -> Answer:
+        """`request` on the event loop: the token from `call.token_async` (a cached one at
+        once), the HTTP exchange on the async client, Retry-After waited out asleep."""
+        steps = self._steps(wanted, call)
+        result: Any = None
+        while True:
+            try:
+                step = steps.send(result)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            if isinstance(step, _Token):
+                if call.token_async is not None:
+                    result = await call.token_async(step.stale)
+                else:
+                    result = await asyncio.to_thread(call.token, step.stale)
+            elif isinstance(step, _Send):
+                result = await self._send_async(step, call)
+            else:
+                await asyncio.sleep(step.seconds)
+                result = None
+
+    def run(self, steps: Steps[T], call: Call) -> T:
+        """Serve a handler's requests in turn on this thread; its return value."""
+        answer: Answer | None = None
+        error: DataverseError | None = None
+        while True:
+            try:
+                wanted = steps.throw(error) if error is not None else steps.send(answer)  # type: ignore[arg-type]
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            try:
+                answer, error = self._request(wanted, call), None
+            except DataverseError as exc:
+                answer, error = None, exc
+
+    async def run_async(self, steps: Steps[T], call: Call) -> T:
+        """`run` on the event loop."""
+        answer: Answer | None = None
+        error: DataverseError | None = None
+        while True:
+            try:
+                wanted = steps.throw(error) if error is not None else steps.send(answer)  # type: ignore[arg-type]
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            try:
+                answer, error = await self.request_async(wanted, call), None
+            except DataverseError as exc:
+                answer, error = None, exc
+
+    def _request(self, wanted: DataverseRequest, call: Call) -> Answer:
+        return self.request(
+            wanted.method,
+            wanted.path,
+            call,
+            query=wanted.query,
+            body=wanted.body,
+            headers=wanted.headers,
+        )
+
+    def _steps(self, wanted: DataverseRequest, call: Call) -> Generator[_Step, Any, Answer]:
+        """The request as I/O steps, whichever way they are performed."""
+        url = self.base + wanted.path + (f"?{wanted.query}" if wanted.query else "")
         sent = dict(ODATA_HEADERS)
         sent["x-ms-correlation-request-id"] = call.correlation_id
         sent["x-ms-client-request-id"] = call.correlation_id
-        if headers:
-            sent.update(headers)
+        if wanted.headers:
+            sent.update(wanted.headers)
         data = None
-        if body is not None:
+        if wanted.body is not None:
             sent["Content-Type"] = "application/json; charset=utf-8"
-            data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        token = call.token()
+            data = json.dumps(wanted.body, ensure_ascii=False).encode("utf-8")
+        token = yield _Token(None)
         sent["Authorization"] = f"Bearer {token}"
         throttled = 0
         renewed = False
         while True:
-            response = self._send(method, url, sent, data, call)
+            response = yield _Send(wanted.method, url, sent, data)
             if response.status_code == 401 and not renewed:
                 # Refused before anything was done, so even a POST may go again.
                 renewed = True
-                token = call.token(stale=token)
+                token = yield _Token(token)
                 sent["Authorization"] = f"Bearer {token}"
                 continue
             if response.status_code != 429:
@@ -138,26 +279,28 @@ class DataverseClient:
                     error_code=_error_code(response),
                 )
             call.retry_waited += wait
-            self._sleep(wait)
+            yield _Sleep(wait)
 
     def _may_wait(self, wait: float, call: Call) -> bool:
         within_bound = call.retry_waited + wait <= self._max_retry_wait
         return within_bound and self._clock() + wait + 0.5 < call.deadline
 
-    def _send(
-        self, method: str, url: str, headers: dict[str, str], data: bytes | None, call: Call
-    ) -> requests.Response:
+    def _remaining(self, call: Call) -> float:
         remaining = call.deadline - self._clock()
         if remaining <= 0:
             raise BackendTimeout("request budget spent before calling Dataverse")
+        return min(self._timeout, remaining)
+
+    def _send(self, step: _Send, call: Call) -> requests.Response:
+        timeout = self._remaining(call)
         started = time.perf_counter()
         try:
             response = self._session.request(
-                method,
-                url,
-                headers=headers,
-                data=data,
-                timeout=min(self._timeout, remaining),
+                step.method,
+                step.url,
+                headers=step.headers,
+                data=step.data,
+                timeout=timeout,
                 allow_redirects=False,
             )
             response.content  # noqa: B018 - read the body inside the timing and error handling
@@ -166,19 +309,87 @@ class DataverseClient:
         except requests.RequestException as exc:
             raise BackendUnavailable(f"Dataverse unreachable: {type(exc).__name__}") from None
         finally:
-            call.downstream_ms += (time.perf_counter() - started) * 1000
-            call.downstream_calls += 1
+            _count(call, started)
         call.outcomes.append(response.status_code)
         return response
 
-    def _answer(self, response: requests.Response) -> Answer:
+    async def _send_async(self, step: _Send, call: Call) -> httpx.Response:
+        import httpx
+
+        timeout = self._remaining(call)
+        client = self._client_async()
+        started = time.perf_counter()
+        try:
+            response = await client.request(
+                step.method, step.url, headers=step.headers, content=step.data, timeout=timeout
+            )
+        except httpx.TimeoutException:
+            raise BackendTimeout("Dataverse did not answer in time") from None
+        except httpx.HTTPError as exc:
+            raise BackendUnavailable(f"Dataverse unreachable: {type(exc).__name__}") from None
+        finally:
+            _count(call, started)
+        call.outcomes.append(response.status_code)
+        return response
+
+    def _client_async(self) -> httpx.AsyncClient:
+        """The async client of the running loop (the worker has one; a client's connections
+        belong to the loop that opened them, so another loop gets a client of its own)."""
+        loop = asyncio.get_running_loop()
+        client = self._async_client
+        if client is not None and self._async_loop is loop:
+            return client
+        import httpx
+
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE")
+        client = httpx.AsyncClient(
+            verify=ssl.create_default_context(cafile=bundle) if bundle else True,
+            cookies=_no_cookies(),
+            follow_redirects=False,
+            # Like the sync pool: `pool_size` kept for reuse, more opened when needed.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=self._pool_size),
+        )
+        with self._async_lock:
+            old, old_loop = self._async_client, self._async_loop
+            self._async_client, self._async_loop = client, loop
+        _close_on(old, old_loop)
+        return client
+
+    def close(self) -> None:
+        """Close both pools: the async client on its loop, waited for unless that is this
+        thread's loop (a runtime replaced while the worker runs leaves no sockets behind)."""
+        self._session.close()
+        with self._async_lock:
+            client, loop = self._async_client, self._async_loop
+            self._async_client = self._async_loop = None
+        _close_on(client, loop)
+
+    def _answer(self, response: _Reply) -> Answer:
         status = response.status_code
         if status < 300:
             return Answer(status, response.headers, _json_body(response))
         raise _error(response)
 
 
-def _json_body(response: requests.Response) -> dict[str, Any] | None:
+def _close_on(client: httpx.AsyncClient | None, loop: asyncio.AbstractEventLoop | None) -> None:
+    if client is None or loop is None or not loop.is_running():
+        return  # a stopped loop runs nothing more; its sockets close with it or the collector
+    closing = asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    if here is not loop:
+        with contextlib.suppress(Exception):
+            closing.result(CLOSE_TIMEOUT)
+
+
+def _count(call: Call, started: float) -> None:
+    call.downstream_ms += (time.perf_counter() - started) * 1000
+    call.downstream_calls += 1
+
+
+def _json_body(response: _Reply) -> dict[str, Any] | None:
     if response.status_code == 204:
         return None
     if not response.content:
@@ -194,7 +405,7 @@ def _json_body(response: requests.Response) -> dict[str, Any] | None:
     return value
 
 
-def _error_code(response: requests.Response) -> str | None:
+def _error_code(response: _Reply) -> str | None:
     try:
         code = response.json()["error"]["code"]
     except (ValueError, KeyError, TypeError):
@@ -211,7 +422,7 @@ _BY_STATUS: dict[int, type[DataverseError]] = {
 }
 
 
-def _error(response: requests.Response) -> DataverseError:
+def _error(response: _Reply) -> DataverseError:
     status = response.status_code
     code = _error_code(response)
     kind = _BY_STATUS.get(status, BackendUnavailable)
