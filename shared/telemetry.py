@@ -57,6 +57,8 @@ LIBRARY_LEVELS: Mapping[str, int] = {
     "msal": logging.CRITICAL,
     "urllib3": logging.WARNING,
     "requests": logging.WARNING,
+    "httpx": logging.WARNING,  # the async Dataverse client: a line per request at INFO
+    "httpcore": logging.WARNING,
     "azure.core.pipeline.policies.http_logging_policy": logging.WARNING,
 }
 # Facts in the order the one-line message shows them.
