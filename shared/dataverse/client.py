@@ -167,11 +167,14 @@ class DataverseClient:
             asyncio.AbstractEventLoop, aiohttp.ClientSession
         ] = weakref.WeakKeyDictionary()
         self._async_lock = threading.Lock()
+        self._async_opened = 0
 
     def connections_opened(self) -> int:
-        """How many connections the pool has opened so far (for benchmarks and tests)."""
+        """How many connections the pools have opened so far, sync and async (for benchmarks
+        and tests)."""
         pools = self._adapter.poolmanager.pools
-        return sum(pools[key].num_connections for key in pools.keys())  # noqa: SIM118
+        opened: int = sum(pools[key].num_connections for key in pools.keys())  # noqa: SIM118
+        return opened + self._async_opened
 
     def request(
         self,
@@ -360,12 +363,18 @@ class DataverseClient:
             return session
         import aiohttp
 
+        async def opened(*_: object) -> None:
+            self._async_opened += 1
+
+        counting = aiohttp.TraceConfig()
+        counting.on_connection_create_end.append(opened)
         bundle = os.environ.get("REQUESTS_CA_BUNDLE")
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
                 ssl=ssl.create_default_context(cafile=bundle) if bundle else True, limit=0
             ),
             cookie_jar=aiohttp.DummyCookieJar(),
+            trace_configs=[counting],
         )
         with self._async_lock:
             self._async_clients[loop] = session

@@ -2,10 +2,10 @@
 
 Input is checked completely before the `Call` is used, so bad input never costs a token
 exchange or a Dataverse request. Each operation is a conversation with Dataverse
-(`shared.dataverse.call.Steps`): it yields its requests and is sent the answers, so the same code
-serves sync and async functions (`shared.http.pipeline`). Dataverse's rows become the API's own JSON here (`render`),
-and page tokens are the API's own: Dataverse's `$skiptoken` sealed for this caller and this
-query (`shared.domains.paging`).
+(`shared.dataverse.call.Steps`): it yields its requests and is sent the answers, so the same
+code serves sync and async functions (`shared.http.pipeline`). Dataverse's rows become the
+API's own JSON here (`render`), and page tokens are the API's own: Dataverse's `$skiptoken`
+sealed for this caller and this query (`shared.domains.paging`).
 """
 
 from __future__ import annotations

@@ -17,8 +17,11 @@ asserted about how fast anything is.
 from __future__ import annotations
 
 import asyncio
-import inspect
+import itertools
+import json
 import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -28,6 +31,7 @@ from typing import Any
 import pytest
 import requests
 
+from devstack.config import ROOT
 from devstack.instances import HostGroup, Instance, child_environment, listen
 from tests.api.conftest import Api
 from tests.faults.conftest import add_fault
@@ -78,20 +82,37 @@ def call(
         return http.request(method, instance.url + path, headers=headers, timeout=60, **kwargs)
 
 
+_KINDS = """
+import importlib, inspect, json, sys
+app = importlib.import_module(sys.argv[1]).app
+print(json.dumps({
+    f.get_function_name(): inspect.iscoroutinefunction(f.get_user_function())
+    for f in app.get_functions()
+    if f.get_function_name().startswith(("customers_", "cases_", "vehicles_"))
+}))
+"""
+
+
+def _kinds(module: str) -> dict[str, bool]:
+    """Each domain function of `module`'s app: async or not (a fresh interpreter per app, as
+    the worker imports one app per process)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _KINDS, module],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    kinds: dict[str, bool] = json.loads(done.stdout)
+    return kinds
+
+
 def test_the_domain_functions_are_async_and_the_sync_app_is_not() -> None:
-    import bench.p10_sync_app
-    import function_app
-
-    def kinds(app: Any) -> dict[str, bool]:
-        return {
-            f.get_function_name(): inspect.iscoroutinefunction(f.get_user_function())
-            for f in app.get_functions()
-            if f.get_function_name().startswith(("customers_", "cases_", "vehicles_"))
-        }
-
-    served = kinds(function_app.app)
-    assert len(served) == 12 and all(served.values())
-    assert kinds(bench.p10_sync_app.app) == dict.fromkeys(served, False)
+    served = _kinds("function_app")
+    assert len(served) == 12
+    assert all(served.values())
+    assert _kinds("bench.p10_sync_app") == dict.fromkeys(served, False)
 
 
 def _intervals(api: Api, since: int, marker: str) -> list[tuple[float, float]]:
@@ -129,7 +150,7 @@ def test_one_thread_overlaps_dataverse_calls_only_for_async_functions(
         assert max(arrived for arrived, _ in spans) < min(answered for _, answered in spans)
     else:
         # One after another: each arrived once the one before had been answered.
-        for (_, answered), (arrived, _) in zip(spans, spans[1:], strict=False):
+        for (_, answered), (arrived, _) in itertools.pairwise(spans):
             assert arrived >= answered - 0.05
 
 
