@@ -21,7 +21,8 @@ The figure is throughput ÷ ideal, where
   one core, what a 2,048 MB Flex Consumption instance has (and what one Python process's GIL
   lets Python code use). The cap is shown; when it binds, the figure measures CPU, not waiting.
 
-Configurations, side by side in one run, each at concurrency 16 and 64:
+Configurations, side by side in one run, each at concurrency 16 and 64 (the shipped one at 32
+too, reported: where the README's recommendation comes from):
 
 - the shipped one (`function_app`: async handlers, with the README's PYTHON_THREADPOOL_THREAD_COUNT
   of 32, which only its sync functions and none of the measured requests use);
@@ -48,7 +49,8 @@ from bench.core import Figure, Result, Row
 from devstack.instances import HostGroup, child_environment, listen
 from devstack.stack import RunningStack
 
-CONCURRENCIES = (16, 64)
+CONCURRENCIES = (16, 64)  # the figure's, for every configuration
+SHIPPED_ALSO = (32,)  # reported for the shipped configuration: where the recommendation lies
 WARMUP_SECONDS = 4.0
 SECONDS = 15.0
 TARGET = 0.85
@@ -256,21 +258,25 @@ class Scenario:
 
 
 def run(ctx: BenchContext) -> Result:
-    warmup, seconds = (2.0, 2.0) if ctx.quick else (WARMUP_SECONDS, SECONDS)
+    warmup, seconds = (1.0, 1.5) if ctx.quick else (WARMUP_SECONDS, SECONDS)
+    also = () if ctx.quick else SHIPPED_ALSO
     measured: list[Measured] = []
     load_before = os.getloadavg()[0]
     with Scenario(ctx, ctx.stack) as scenario:
-        for concurrency in CONCURRENCIES:
+        for concurrency in sorted((*CONCURRENCIES, *also)):
             for config in CONFIGS:
-                ctx.progress(f"P10: {config.label}, concurrency {concurrency}, {seconds:g} s")
-                measured.append(scenario.measure(config, concurrency, warmup, seconds))
+                if concurrency in CONCURRENCIES or config.shipped:
+                    ctx.progress(f"P10: {config.label}, concurrency {concurrency}, {seconds:g} s")
+                    measured.append(scenario.measure(config, concurrency, warmup, seconds))
     rows = [
         Row(
             "P10",
             f"throughput of one instance ÷ ideal, concurrency {m.concurrency}: {m.config.label}",
             m.describe(),
-            f"≥ {TARGET}" if m.config.shipped else "reported",
-            (m.ratio >= TARGET and not m.errors) if m.config.shipped else None,
+            f"≥ {TARGET}" if m.config.shipped and m.concurrency in CONCURRENCIES else "reported",
+            (m.ratio >= TARGET and not m.errors)
+            if m.config.shipped and m.concurrency in CONCURRENCIES
+            else None,
         )
         for m in measured
     ]
