@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import requests
 from requests.adapters import HTTPAdapter
 
+from shared import telemetry
 from shared.dataverse.call import Answer, Call, DataverseRequest, Steps
 from shared.dataverse.errors import (
     BackendAuthFailed,
@@ -337,15 +338,17 @@ class DataverseClient:
         session = self._client_async()
         started = time.perf_counter()
         try:
-            async with session.request(
-                step.method,
-                step.url,
-                headers=step.headers,
-                data=step.data,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-                allow_redirects=False,
-            ) as response:
-                reply = _AsyncReply(response.status, response.headers, await response.read())
+            with telemetry.client_span(step.method, step.url) as answered:
+                async with session.request(
+                    step.method,
+                    step.url,
+                    headers=step.headers,
+                    data=step.data,
+                    timeout=aiohttp.ClientTimeout(total=timeout),
+                    allow_redirects=False,
+                ) as response:
+                    reply = _AsyncReply(response.status, response.headers, await response.read())
+                answered(reply.status_code)
         except TimeoutError:  # aiohttp's timeouts are TimeoutErrors (ServerTimeoutError too)
             raise BackendTimeout("Dataverse did not answer in time") from None
         except aiohttp.ClientError as exc:
