@@ -50,7 +50,7 @@ import time
 import weakref
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -128,6 +128,44 @@ class _Reply(Protocol):
     def json(self, **kwargs: Any) -> Any: ...
 
 
+Y = TypeVar("Y")
+S = TypeVar("S")
+
+
+class _Cursor(Generic[Y, S, T]):
+    """Walks a generator of I/O steps, whoever performs them: `next()` is its next step, or
+    None once it has returned (`result()`); `send` or `throw` what performing the step gave."""
+
+    def __init__(self, steps: Generator[Y, S, T]) -> None:
+        self._steps = steps
+        self._sent: Any = None
+        self._error: BaseException | None = None
+        self._done = False
+        self._result: Any = None
+
+    def next(self) -> Y | None:
+        error, self._error = self._error, None
+        try:
+            if error is not None:
+                return self._steps.throw(error)
+            return self._steps.send(self._sent)
+        except StopIteration as done:
+            self._done, self._result = True, done.value
+            return None
+        finally:
+            self._sent = None
+
+    def send(self, value: S) -> None:
+        self._sent = value
+
+    def throw(self, error: BaseException) -> None:
+        self._error = error
+
+    def result(self) -> T:
+        assert self._done, "the steps have not returned yet"
+        return self._result  # type: ignore[no-any-return]
+
+
 @dataclass(frozen=True)
 class _AsyncReply:
     """An aiohttp answer, read in full, in the shape of a requests response."""
@@ -188,69 +226,51 @@ class DataverseClient:
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
         """One Web API request on this thread (token, retries, the answer or its error)."""
-        steps = self._steps(DataverseRequest(method, path, query, body, headers), call)
-        result: Any = None
-        while True:
-            try:
-                step = steps.send(result)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
+        steps = _Cursor(self._steps(DataverseRequest(method, path, query, body, headers), call))
+        while (step := steps.next()) is not None:
             if isinstance(step, _Token):
-                result = call.token(step.stale)
+                steps.send(call.token(step.stale))
             elif isinstance(step, _Send):
-                result = self._send(step, call)
+                steps.send(self._send(step, call))
             else:
                 self._sleep(step.seconds)
-                result = None
+        return steps.result()
 
     async def request_async(self, wanted: DataverseRequest, call: Call) -> Answer:
         """`request` on the event loop: the token from `call.token_async` (a cached one at
         once), the HTTP exchange on the async client, Retry-After waited out asleep."""
-        steps = self._steps(wanted, call)
-        result: Any = None
-        while True:
-            try:
-                step = steps.send(result)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
+        steps = _Cursor(self._steps(wanted, call))
+        while (step := steps.next()) is not None:
             if isinstance(step, _Token):
                 if call.token_async is not None:
-                    result = await call.token_async(step.stale)
+                    steps.send(await call.token_async(step.stale))
                 else:
-                    result = await asyncio.to_thread(call.token, step.stale)
+                    steps.send(await asyncio.to_thread(call.token, step.stale))
             elif isinstance(step, _Send):
-                result = await self._send_async(step, call)
+                steps.send(await self._send_async(step, call))
             else:
                 await asyncio.sleep(step.seconds)
-                result = None
+        return steps.result()
 
     def run(self, steps: Steps[T], call: Call) -> T:
         """Serve a handler's requests in turn on this thread; its return value."""
-        answer: Answer | None = None
-        error: DataverseError | None = None
-        while True:
+        handler = _Cursor(steps)
+        while (wanted := handler.next()) is not None:
             try:
-                wanted = steps.throw(error) if error is not None else steps.send(answer)  # type: ignore[arg-type]
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            try:
-                answer, error = self._request(wanted, call), None
+                handler.send(self._request(wanted, call))
             except DataverseError as exc:
-                answer, error = None, exc
+                handler.throw(exc)
+        return handler.result()
 
     async def run_async(self, steps: Steps[T], call: Call) -> T:
         """`run` on the event loop."""
-        answer: Answer | None = None
-        error: DataverseError | None = None
-        while True:
+        handler = _Cursor(steps)
+        while (wanted := handler.next()) is not None:
             try:
-                wanted = steps.throw(error) if error is not None else steps.send(answer)  # type: ignore[arg-type]
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            try:
-                answer, error = await self.request_async(wanted, call), None
+                handler.send(await self.request_async(wanted, call))
             except DataverseError as exc:
-                answer, error = None, exc
+                handler.throw(exc)
+        return handler.result()
 
     def _request(self, wanted: DataverseRequest, call: Call) -> Answer:
         return self.request(
