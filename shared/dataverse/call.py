@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
+Y = TypeVar("Y")
+S = TypeVar("S")
 
 
 class TokenSource(Protocol):
@@ -71,3 +73,38 @@ class Call:
     downstream_calls: int = 0
     outcomes: list[int] = field(default_factory=list)
     retry_waited: float = 0.0  # seconds slept for Retry-After, summed over the whole request
+
+
+class Cursor(Generic[Y, S, T]):
+    """Walks a generator of I/O steps (a handler's `Steps`, a request's own), whoever performs
+    them: `next()` is its next step, or None once it has returned (`result()`); `send` or
+    `throw` what performing the step gave. Its steps are never None."""
+
+    def __init__(self, steps: Generator[Y, S, T]) -> None:
+        self._steps = steps
+        self._sent: Any = None
+        self._error: BaseException | None = None
+        self._done = False
+        self._result: Any = None
+
+    def next(self) -> Y | None:
+        error, self._error = self._error, None
+        try:
+            if error is not None:
+                return self._steps.throw(error)
+            return self._steps.send(self._sent)
+        except StopIteration as done:
+            self._done, self._result = True, done.value
+            return None
+        finally:
+            self._sent = None
+
+    def send(self, value: S) -> None:
+        self._sent = value
+
+    def throw(self, error: BaseException) -> None:
+        self._error = error
+
+    def result(self) -> T:
+        assert self._done, "the steps have not returned yet"
+        return self._result  # type: ignore[no-any-return]

@@ -50,13 +50,13 @@ import time
 import weakref
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from shared import telemetry
-from shared.dataverse.call import Answer, Call, DataverseRequest, Steps
+from shared.dataverse.call import Answer, Call, Cursor, DataverseRequest, Steps
 from shared.dataverse.errors import (
     BackendAuthFailed,
     BackendForbidden,
@@ -128,44 +128,6 @@ class _Reply(Protocol):
     def json(self, **kwargs: Any) -> Any: ...
 
 
-Y = TypeVar("Y")
-S = TypeVar("S")
-
-
-class _Cursor(Generic[Y, S, T]):
-    """Walks a generator of I/O steps, whoever performs them: `next()` is its next step, or
-    None once it has returned (`result()`); `send` or `throw` what performing the step gave."""
-
-    def __init__(self, steps: Generator[Y, S, T]) -> None:
-        self._steps = steps
-        self._sent: Any = None
-        self._error: BaseException | None = None
-        self._done = False
-        self._result: Any = None
-
-    def next(self) -> Y | None:
-        error, self._error = self._error, None
-        try:
-            if error is not None:
-                return self._steps.throw(error)
-            return self._steps.send(self._sent)
-        except StopIteration as done:
-            self._done, self._result = True, done.value
-            return None
-        finally:
-            self._sent = None
-
-    def send(self, value: S) -> None:
-        self._sent = value
-
-    def throw(self, error: BaseException) -> None:
-        self._error = error
-
-    def result(self) -> T:
-        assert self._done, "the steps have not returned yet"
-        return self._result  # type: ignore[no-any-return]
-
-
 @dataclass(frozen=True)
 class _AsyncReply:
     """An aiohttp answer, read in full, in the shape of a requests response."""
@@ -226,7 +188,7 @@ class DataverseClient:
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
         """One Web API request on this thread (token, retries, the answer or its error)."""
-        steps = _Cursor(self._steps(DataverseRequest(method, path, query, body, headers), call))
+        steps = Cursor(self._steps(DataverseRequest(method, path, query, body, headers), call))
         while (step := steps.next()) is not None:
             if isinstance(step, _Token):
                 steps.send(call.token(step.stale))
@@ -239,7 +201,7 @@ class DataverseClient:
     async def request_async(self, wanted: DataverseRequest, call: Call) -> Answer:
         """`request` on the event loop: the token from `call.token_async` (a cached one at
         once), the HTTP exchange on the async client, Retry-After waited out asleep."""
-        steps = _Cursor(self._steps(wanted, call))
+        steps = Cursor(self._steps(wanted, call))
         while (step := steps.next()) is not None:
             if isinstance(step, _Token):
                 if call.token_async is not None:
@@ -254,7 +216,7 @@ class DataverseClient:
 
     def run(self, steps: Steps[T], call: Call) -> T:
         """Serve a handler's requests in turn on this thread; its return value."""
-        handler = _Cursor(steps)
+        handler = Cursor(steps)
         while (wanted := handler.next()) is not None:
             try:
                 handler.send(self._request(wanted, call))
@@ -264,7 +226,7 @@ class DataverseClient:
 
     async def run_async(self, steps: Steps[T], call: Call) -> T:
         """`run` on the event loop."""
-        handler = _Cursor(steps)
+        handler = Cursor(steps)
         while (wanted := handler.next()) is not None:
             try:
                 handler.send(await self.request_async(wanted, call))

@@ -58,7 +58,7 @@ from shared.auth.clients import check_client_app
 from shared.auth.errors import InvalidToken
 from shared.auth.policy import Policy, authorize
 from shared.auth.principal import Principal
-from shared.dataverse.call import AsyncTokenSource, Call, Steps, TokenSource
+from shared.dataverse.call import AsyncTokenSource, Call, Cursor, Steps, TokenSource
 from shared.http.errors import BadInput, PayloadTooLarge, UnsupportedMediaType
 from shared.http.limits import caller_key
 from shared.http.responses import ErrorContext, error_response, render_error
@@ -271,22 +271,16 @@ class _Invocation:
         return request
 
     def admit(self, policy: Policy, params: frozenset[str]) -> ApiRequest:
-        steps = self._admission(policy, params)
-        result: object = None
-        try:
-            while True:
-                result = steps.send(result)()
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+        steps = Cursor(self._admission(policy, params))
+        while (blocking := steps.next()) is not None:
+            steps.send(blocking())
+        return steps.result()
 
     async def admit_async(self, policy: Policy, params: frozenset[str]) -> ApiRequest:
-        steps = self._admission(policy, params)
-        result: object = None
-        try:
-            while True:
-                result = await asyncio.to_thread(steps.send(result))
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+        steps = Cursor(self._admission(policy, params))
+        while (blocking := steps.next()) is not None:
+            steps.send(await asyncio.to_thread(blocking))
+        return steps.result()
 
     def answered(self, response: func.HttpResponse) -> func.HttpResponse:
         self.facts["code"] = "ok"
