@@ -361,6 +361,10 @@ class DataverseClient:
             cookie_jar=aiohttp.DummyCookieJar(),
             trace_configs=[counting],
         )
+        # aiohttp sends an idempotent request again, once, when a kept-alive connection drops
+        # (its private switch; no public one). This client's retries are its own (above), as
+        # for the sync pool, which never resends: a request is sent once per attempt.
+        session._retry_connection = False
         with self._async_lock:
             self._async_clients[loop] = session
         return session
