@@ -87,6 +87,7 @@ class Measured:
     cpu_seconds: float
     mean_latency_ms: float  # what the emulator added to each Dataverse read, on average
     reads: int  # Dataverse reads in the window
+    bench_cpu_seconds: float  # this process's (the emulators' and the clients') in the window
 
     @property
     def throughput(self) -> float:
@@ -240,11 +241,12 @@ class Scenario:
             (instance,) = hosts.instances
             token = self.ctx.new_stack_token(USER)
             load = Load(instance.url, self.key, token, self.paths(instance.url, token))
-            marks: dict[str, tuple[float, int]] = {}
+            marks: dict[str, tuple[float, int, float]] = {}
 
             def on_window(which: str) -> None:
                 log = self.control.requests(0)
-                marks[which] = (process_cpu_seconds(instance.pid), log[-1]["seq"] if log else 0)
+                seq = log[-1]["seq"] if log else 0
+                marks[which] = (process_cpu_seconds(instance.pid), seq, time.process_time())
 
             answered, errors, window = asyncio.run(
                 load.run(concurrency, warmup, seconds, on_window)
@@ -265,6 +267,7 @@ class Scenario:
             marks["end"][0] - marks["start"][0],
             statistics.fmean(reads) if reads else float("nan"),
             len(reads),
+            marks["end"][2] - marks["start"][2],
         )
 
 
@@ -293,7 +296,9 @@ def run(ctx: BenchContext) -> Result:
     ]
     notes = [
         f"P10 {m.config.label}, concurrency {m.concurrency}: {m.answered} answered in "
-        f"{m.seconds:g} s, {m.reads} Dataverse reads, API CPU {m.cpu_ms:.2f} ms per request."
+        f"{m.seconds:g} s, {m.reads} Dataverse reads, API CPU {m.cpu_ms:.2f} ms per request "
+        f"({m.cpu_seconds / m.seconds:.2f} of a core); the bench process (emulators, clients) "
+        f"used {m.bench_cpu_seconds / m.seconds:.2f} of a core."
         for m in measured
     ]
     notes.append(
