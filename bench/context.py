@@ -83,6 +83,9 @@ class BenchContext:
         if self._valkey is not None:
             self._valkey.stop()
         if self._stack is not None:
+            from shared import runtime
+
+            runtime.reset()  # first: the API's async client closes on the host's event loop
             self._stack.stop()
         for server in reversed(self._servers):
             server.stop()
@@ -136,11 +139,15 @@ class BenchContext:
         """Entra and Dataverse emulators and the API host, as `make run` starts them."""
         if self._stack is None:
             from devstack.config import Ports
+            from devstack.host import RECOMMENDED
             from devstack.stack import start_stack
 
             folder = Path(self._folder.name)
             self._stack = start_stack(
-                folder, ports=Ports(0, 0, 0, 0, 0, 0), db_path=folder / "dataverse.sqlite"
+                folder,
+                ports=Ports(0, 0, 0, 0, 0, 0),
+                db_path=folder / "dataverse.sqlite",
+                host_settings=RECOMMENDED.environment(),  # as the README deploys it
             )
         return self._stack
 

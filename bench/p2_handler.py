@@ -6,8 +6,12 @@ caches and kept-alive connections:
 
 - A, the handler: the function the host would call (found through the dev host's in-process
   router, as the Functions worker finds it), called with a `func.HttpRequest` carrying Alice's
-  token and a subscription key. It runs the whole pipeline: key, validated-token memory,
-  principal, policy, the On-Behalf-Of cache, the Dataverse call and the JSON it renders.
+  token and a subscription key. The deployed functions are async since issue 12; A is the sync
+  build of the same handler and pipeline (`bench.p10_sync_app`), so that both sides send with
+  the same HTTP client (requests) and the ratio is the API's own work, not a difference of
+  clients (the async path's CPU per request is P10's). It runs the whole pipeline: key,
+  validated-token memory, principal, policy, the On-Behalf-Of cache, the Dataverse call and the
+  JSON it renders.
 - B, the floor: the OData request the handler sent (path and query read back from the
   emulator's request log), with the Dataverse token the API holds for Alice and the same
   headers, on a `requests.Session` of its own.
@@ -50,7 +54,7 @@ def run(ctx: BenchContext) -> Result:
     customer_id = listed.json()["items"][0]["id"]
     path = f"/api/customers/{customer_id}"
 
-    router = FunctionsRouter.load("function_app", threads=1)
+    router = FunctionsRouter.load("bench.p10_sync_app", threads=1)
     resolved = router.resolve("GET", path)
     assert resolved is not None, f"no function serves GET {path}"
     function, route_params = resolved

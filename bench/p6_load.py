@@ -38,6 +38,7 @@ import requests
 from bench.context import NO_CALLER_CAP, BenchContext
 from bench.core import Figure, Result, Row
 from devstack.client import DevClient
+from devstack.host import RECOMMENDED
 
 CLIENTS = 50
 WARMUP_SECONDS = 3
@@ -77,6 +78,7 @@ class Stack:
             "DEVSTACK_IDENTITY_PORT": "0",
             "DEVSTACK_API_PORT": "0",
             **NO_CALLER_CAP,  # 50 clients over three identities: far more than the cap allows
+            **RECOMMENDED.environment(),  # threads and concurrency as the README deploys them
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "devstack", "run"],

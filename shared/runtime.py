@@ -113,7 +113,10 @@ def reset() -> None:
     """Forget settings and services (tests that change the environment)."""
     global _current
     with _lock:
-        if _current is not None and _current.store is not None:
-            _current.store.close()  # its pooled sockets would otherwise wait for the collector
+        if _current is not None:
+            # Their pooled sockets would otherwise wait for the collector.
+            _current.dataverse.close()
+            if _current.store is not None:
+                _current.store.close()
         _current = None
         get_settings.cache_clear()

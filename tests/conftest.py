@@ -4,11 +4,13 @@
 folder; `stack` is the whole stack as `make run` starts it (`devstack.stack.start_stack`), with
 the API host in front; `valkey` is a real Redis-protocol server (`valkey.url`).
 
-The stack's API hosts run as the README tells operators to deploy them (`STACK_HOST_SETTINGS`):
-with PYTHON_THREADPOOL_THREAD_COUNT=32, not the worker's default of min(32, CPUs + 4), which is 6
-on a 2-core machine. Below MAX_CONCURRENT_REQUESTS_PER_CALLER (8), one throttled caller holds
-every thread and the per-caller cap protects no one (tests/faults/test_review_fairness.py: the
-victim waited 24 s with 6 threads); the tests check the API as it is meant to run.
+The stack's API hosts run as the README tells operators to deploy them (`STACK_HOST_SETTINGS`,
+`devstack.host.RECOMMENDED`): the recommended per-instance HTTP concurrency, not Flex's default
+of 1 for Python apps, and PYTHON_THREADPOOL_THREAD_COUNT=32, not the worker's default of
+min(32, CPUs + 4), which is 6 on a 2-core machine. Below MAX_CONCURRENT_REQUESTS_PER_CALLER (8),
+one throttled caller holds every thread of a sync function and the per-caller cap protects no
+one (tests/faults/test_review_fairness.py: the victim waited 24 s with 6 threads); the tests
+check the API as it is meant to run.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pytest
 import requests
 
 from devstack.config import Ports, write_ca_bundle
+from devstack.host import RECOMMENDED
 from devstack.pki import Material, ensure_material
 from devstack.server import ServerThread
 from devstack.stack import RunningStack, start_stack
@@ -31,8 +34,8 @@ from devstack.valkey import ValkeyServer
 from shared import health, runtime
 
 # Over the environment, for every API host of the session's stack (and, through
-# `stack.settings`, for the instances tests/scale starts).
-STACK_HOST_SETTINGS = {"PYTHON_THREADPOOL_THREAD_COUNT": "32"}
+# `stack.settings`, for the instances tests/scale starts): the README's recommendation.
+STACK_HOST_SETTINGS = RECOMMENDED.environment()
 
 
 @dataclass
@@ -149,8 +152,8 @@ def stack(
     runtime.reset()  # the API in this process reads the settings the stack just exported
     health.forget()
     yield running
+    runtime.reset()  # first: the API's async client closes on the host's event loop
     running.stop()
-    runtime.reset()
     health.forget()
 
 

@@ -21,7 +21,8 @@ What it reproduces, and where each rule lives:
   empty, request logging, per-instance HTTP concurrency (requests beyond it wait, first come
   first served): `_asgi`, `_gate`;
 - the thread count and the concurrency, from PYTHON_THREADPOOL_THREAD_COUNT and
-  DEVSTACK_HTTP_CONCURRENCY, with Azure's defaults: `_limits`;
+  DEVSTACK_HTTP_CONCURRENCY, with Azure's defaults for a Python app (concurrency 1), and the
+  README's recommendation (`RECOMMENDED`): `_limits`;
 - host.json (`routePrefix`, `customHeaders`): `_settings`;
 - CORS as the host applies `Host.CORS`/platform CORS, from DEVSTACK_CORS and
   DEVSTACK_CORS_CREDENTIALS (preflights answered by the host, never by a function): `_cors`.
@@ -52,6 +53,7 @@ from devstack.host._functions import HttpFunction
 from devstack.host._limits import (
     CONCURRENCY_SETTING,
     DEFAULT_CONCURRENCY,
+    RECOMMENDED,
     THREADS_SETTING,
     InstanceLimits,
     worker_default_threads,
@@ -93,6 +95,7 @@ __all__ = [
     "MAX_HEADERS_SIZE",
     "MAX_URL_LENGTH",
     "QUEUE_HEADER",
+    "RECOMMENDED",
     "THREADS_SETTING",
     "WORKER_WAIT_HEADER",
     "CorsPolicy",

@@ -2,19 +2,20 @@
 
 Two limits stand between a request and a sync function, one behind the other:
 
-1. **Per-instance HTTP concurrency** (`DEVSTACK_HTTP_CONCURRENCY`, default 16): the most requests
+1. **Per-instance HTTP concurrency** (`DEVSTACK_HTTP_CONCURRENCY`, default 1): the most requests
    an instance is handed at once. On Flex Consumption this is the HTTP trigger's
    `perInstanceConcurrency`, a platform setting of the site's scale-and-concurrency
    configuration (`az functionapp scale config set --trigger-type http --trigger-settings
    perInstanceConcurrency=N`), not an app setting, so the app never sees it; here it is an
    environment variable of the dev stack's own. Microsoft Learn, "Concurrency in Azure
-   Functions", section "HTTP trigger concurrency", gives the defaults by instance memory: 512 MB
-   4, 2,048 MB 16, 4,096 MB 32, with the footnote that Python apps default to 1 at every size.
-   The dev host takes 16, the figure for the recommended 2,048 MB size, because an API that
-   waits on I/O is deployed with the concurrency set explicitly (README, "Deploying to Azure
-   Functions"); at 1 an instance serves one request at a time and nothing below matters.
-   Requests beyond the limit wait in the host, in order of arrival, and are never refused: the
-   front end holds them until an instance has room (`_asgi`).
+   Functions", section "HTTP trigger concurrency", gives the defaults by instance memory (2,048 MB
+   16, 4,096 MB 32) with the footnote "For Python apps, the default HTTP trigger concurrency for
+   all instances sizes is 1". This API is a Python app, so an instance deployed without the
+   setting serves one request at a time, and so does the dev host by default: what is measured
+   locally without the setting is what Azure does without it. `RECOMMENDED` is what the README
+   tells operators to set (measured: bench/README.md, P10), and what the tests and the bench run
+   with. Requests beyond the limit wait in the host, in order of arrival, and are never refused:
+   the front end holds them until an instance has room (`_asgi`).
 
 2. **The worker's thread pool** (`PYTHON_THREADPOOL_THREAD_COUNT`): sync functions run on it,
    async ones on the worker's event loop. Unset, the worker passes `max_workers=None` to
@@ -39,7 +40,7 @@ from devstack.host._errors import HostConfigError
 
 THREADS_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
 CONCURRENCY_SETTING = "DEVSTACK_HTTP_CONCURRENCY"
-DEFAULT_CONCURRENCY = 16  # Flex Consumption, 2,048 MB instances (see above)
+DEFAULT_CONCURRENCY = 1  # Flex Consumption's default for Python apps, at every size (see above)
 MAX_CONCURRENCY = 1000  # a bound on typos, not Azure's
 
 _WHOLE_NUMBER = re.compile(r"[0-9]+")
@@ -86,6 +87,12 @@ class InstanceLimits:
         once`."""
         source = "" if self.threads is not None else " (the worker's default, min(32, CPUs + 4))"
         return f"{self.thread_count} threads{source}, {self.concurrency} requests at once"
+
+
+# What the README recommends for the API on Flex Consumption, 2,048 MB instances: async domain
+# functions, so the thread count bounds only the sync ones (health, openapi) and the offloaded
+# token misses do not use it; the concurrency is where one instance's CPU still keeps up.
+RECOMMENDED = InstanceLimits(threads=32, concurrency=16)
 
 
 def _whole_number(environ: Mapping[str, str], name: str, bounds: str) -> int | None:

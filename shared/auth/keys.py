@@ -105,6 +105,11 @@ class SigningKeys:
             return "fresh"
         return self._age_state(self._clock())
 
+    @property
+    def fresh(self) -> bool:
+        """Loaded and younger than the maximum age: `current()` answers without any I/O."""
+        return self._snapshot is not None and self._clock() - self._confirmed_at < self._max_age
+
     def loaded(self) -> KeySnapshot | None:
         """The keys `current()` would use, but never the first fetch and never an error: None
         before the keys are first loaded and while they are refused (past the grace period)."""

@@ -1,9 +1,15 @@
 """The operations every domain has, as data: served by `blueprint` and described by
-`shared.openapi` from the same list, so the document cannot drift from the code."""
+`shared.openapi` from the same list, so the document cannot drift from the code.
+
+The functions are `async def` (`ASYNC_HANDLERS`): the Python worker runs them on its event loop,
+so a request waiting on Dataverse holds no thread, and an instance serves as many at once as its
+per-instance HTTP concurrency lets in. Chosen by measurement against sync functions on the
+worker's threads (bench/README.md, "Sync or async handlers"); `blueprint(domain,
+asynchronous=False)` still builds the sync ones, from the same handlers.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -12,7 +18,9 @@ import azure.functions as func
 from shared.auth.policy import Access, Policy
 from shared.domains import service
 from shared.domains.model import Domain
-from shared.http.pipeline import ApiRequest, endpoint
+from shared.http.pipeline import Handler, endpoint
+
+ASYNC_HANDLERS = True
 
 
 @dataclass(frozen=True)
@@ -24,7 +32,7 @@ class Operation:
     summary: str
     policy: Policy
     params: frozenset[str]
-    handler: Callable[[ApiRequest], func.HttpResponse]
+    handler: Handler
 
 
 def operations(domain: Domain) -> list[Operation]:
@@ -61,13 +69,20 @@ def registered() -> tuple[Domain, ...]:
     return tuple(_registered.values())
 
 
-def blueprint(domain: Domain) -> func.Blueprint:
+def blueprint(domain: Domain, *, asynchronous: bool = ASYNC_HANDLERS) -> func.Blueprint:
     """The Functions blueprint serving `domain`'s operations; also records the domain for
-    `shared.openapi`."""
+    `shared.openapi`. `asynchronous`: async or sync functions (the same handlers)."""
     if _registered.setdefault(domain.name, domain) is not domain:
         raise ValueError(f"two domains are named {domain.name!r}")
     bp = func.Blueprint()
     for op in operations(domain):
-        function = endpoint(op.policy, op.handler, name=op.name, route=op.route, params=op.params)
+        function = endpoint(
+            op.policy,
+            op.handler,
+            name=op.name,
+            route=op.route,
+            params=op.params,
+            asynchronous=asynchronous,
+        )
         bp.route(route=op.route, methods=[op.method], auth_level=func.AuthLevel.ANONYMOUS)(function)
     return bp

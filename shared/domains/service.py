@@ -1,9 +1,11 @@
 """List, get, create and update for any declared `Domain`, against the Dataverse Web API.
 
 Input is checked completely before the `Call` is used, so bad input never costs a token
-exchange or a Dataverse request. Dataverse's rows become the API's own JSON here (`render`),
-and page tokens are the API's own: Dataverse's `$skiptoken` sealed for this caller and this
-query (`shared.domains.paging`).
+exchange or a Dataverse request. Each operation is a conversation with Dataverse
+(`shared.dataverse.call.Steps`): it yields its requests and is sent the answers, so the same
+code serves sync and async functions (`shared.http.pipeline`). Dataverse's rows become the
+API's own JSON here (`render`), and page tokens are the API's own: Dataverse's `$skiptoken`
+sealed for this caller and this query (`shared.domains.paging`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import azure.functions as func
 
 from shared.dataverse import query
+from shared.dataverse.call import DataverseRequest, Steps
 from shared.dataverse.errors import (
     BackendForbidden,
     BackendUnavailable,
@@ -88,7 +91,7 @@ def _clauses(domain: Domain, params: Mapping[str, str]) -> list[str]:
     return clauses
 
 
-def list_records(domain: Domain, request: ApiRequest) -> func.HttpResponse:
+def list_records(domain: Domain, request: ApiRequest) -> Steps[func.HttpResponse]:
     params = request.params
     size = _page_size(params)
     oq: list[tuple[str, str]] = [("$select", domain.select)]
@@ -100,10 +103,9 @@ def list_records(domain: Domain, request: ApiRequest) -> func.HttpResponse:
     bound = paging.binding(request.principal, domain.name, domain.entity_set, oq)
     if "pageToken" in params:
         oq.append(("$skiptoken", tokens.open(params["pageToken"], bound)))
-    answer = request.runtime.dataverse.request(
+    answer = yield DataverseRequest(
         "GET",
         domain.entity_set,
-        request.call,
         query=query.encode(oq),
         headers={"Prefer": f"odata.maxpagesize={size}"},
     )
@@ -143,26 +145,20 @@ def _single(domain: Domain, status: int, row: Mapping[str, Any] | None) -> func.
     return json_response(status, record, headers=headers)
 
 
-def get_record(domain: Domain, request: ApiRequest) -> func.HttpResponse:
+def get_record(domain: Domain, request: ApiRequest) -> Steps[func.HttpResponse]:
     """A record the caller may not read (`RecordAccessDenied`) answers 404, as a missing one."""
     key = _record_id(request)
-    answer = request.runtime.dataverse.request(
-        "GET",
-        f"{domain.entity_set}({key})",
-        request.call,
-        query=query.encode([("$select", domain.select)]),
+    answer = yield DataverseRequest(
+        "GET", f"{domain.entity_set}({key})", query=query.encode([("$select", domain.select)])
     )
     return _single(domain, 200, answer.body)
 
 
-def _readable(domain: Domain, request: ApiRequest, key: str) -> bool:
+def _readable(domain: Domain, key: str) -> Steps[bool]:
     """Whether the caller may read the record (a missing one is not readable)."""
     try:
-        request.runtime.dataverse.request(
-            "GET",
-            f"{domain.entity_set}({key})",
-            request.call,
-            query=query.encode([("$select", domain.key)]),
+        yield DataverseRequest(
+            "GET", f"{domain.entity_set}({key})", query=query.encode([("$select", domain.key)])
         )
     except (BackendForbidden, RecordNotFound):
         return False
@@ -195,14 +191,13 @@ def _changes(domain: Domain, body: Mapping[str, Any], *, creating: bool) -> dict
     return payload
 
 
-def create_record(domain: Domain, request: ApiRequest) -> func.HttpResponse:
+def create_record(domain: Domain, request: ApiRequest) -> Steps[func.HttpResponse]:
     body = request.json_body()
     payload = _changes(domain, body, creating=True)
     try:
-        answer = request.runtime.dataverse.request(
+        answer = yield DataverseRequest(
             "POST",
             domain.entity_set,
-            request.call,
             query=query.encode([("$select", domain.select)]),
             body=payload,
             headers={"Prefer": "return=representation"},
@@ -217,7 +212,7 @@ def create_record(domain: Domain, request: ApiRequest) -> func.HttpResponse:
     return _single(domain, 201, answer.body)
 
 
-def update_record(domain: Domain, request: ApiRequest) -> func.HttpResponse:
+def update_record(domain: Domain, request: ApiRequest) -> Steps[func.HttpResponse]:
     """When Dataverse refuses the write for this record only (`RecordAccessDenied`), one read
     decides the answer: a record the caller cannot read is 404, as a missing one; a record they
     can read but not change is 403 `backend_forbidden`, which tells them nothing they could not
@@ -229,17 +224,16 @@ def update_record(domain: Domain, request: ApiRequest) -> func.HttpResponse:
     body = request.json_body()
     payload = _changes(domain, body, creating=False)
     try:
-        answer = request.runtime.dataverse.request(
+        answer = yield DataverseRequest(
             "PATCH",
             f"{domain.entity_set}({key})",
-            request.call,
             query=query.encode([("$select", domain.select)]),
             body=payload,
             # Without an etag, `*` still makes this update-only: PATCH never creates a record.
             headers={"Prefer": "return=representation", "If-Match": if_match or "*"},
         )
     except RecordAccessDenied as denied:
-        if not _readable(domain, request, key):
+        if not (yield from _readable(domain, key)):
             raise
         raise BackendForbidden(
             "may read the record but not change it", status=403, error_code=denied.error_code

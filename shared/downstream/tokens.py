@@ -28,6 +28,11 @@
   by a new one, once (`_ask`).
 - msal, requests and cryptography are imported when the first MSAL client is built, not at
   start-up: a cold Functions instance pays for them on its first downstream call only.
+- Async functions ask `cached_for_user` / `cached_for_app` first, on the event loop: a look-up
+  in memory that never blocks (no MSAL, no store, no lock held across I/O). Only on a miss do
+  they call `for_user` / `for_app` on a thread. For application tokens that look-up is the last
+  token MSAL handed out, kept until it is within `MARGIN_SECONDS` of expiry (MSAL's own cache
+  stays the source: a miss asks MSAL, which answers from its cache or from Entra).
 """
 
 from __future__ import annotations
@@ -203,6 +208,7 @@ class DownstreamTokens:
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._build_lock = threading.Lock()
         self._app_flight: SingleFlight[str] = SingleFlight()
+        self._app_last: CachedToken | None = None  # what MSAL last answered (`cached_for_app`)
         self._obo_client: Any = None
         self._app_client: Any = None
         # Shared by both MSAL clients: in managed-identity mode, one managed-identity token.
@@ -257,6 +263,17 @@ class DownstreamTokens:
                 level.discard(lookup, stale)
         return self._dataverse_token(lookup).access_token
 
+    def cached_for_user(self, incoming_token: str) -> str | None:
+        """The user's Dataverse token if this instance holds it (L1), else None; never blocks."""
+        found = self._l1.get(Lookup.of(incoming_token, self.user_scopes))
+        return None if found is None else found.access_token
+
+    def cached_for_app(self) -> str | None:
+        """The API's own Dataverse token as MSAL last answered it, while it is good for
+        `MARGIN_SECONDS` more; else None. Never blocks."""
+        last = self._app_last
+        return last.access_token if last is not None and last.usable(self._clock()) else None
+
     def _dataverse_token(self, lookup: Lookup) -> CachedToken:
         """The order of lookups, in one place: L1 (no store call on a hit), then L2, then one
         exchange across instances, written to both levels."""
@@ -304,6 +321,10 @@ class DownstreamTokens:
     def _forget_app_token(self, stale: str) -> None:
         import msal
 
+        last = self._app_last
+        if last is not None and last.access_token == stale:
+            self._app_last = None
+
         cache = self._client(obo=False).token_cache
         kind = msal.TokenCache.CredentialType.ACCESS_TOKEN
         for entry in list(cache.search(kind, target=self.app_scopes, query={"secret": stale})):
@@ -313,7 +334,9 @@ class DownstreamTokens:
         client = self._client(obo=False)
         answers = self._answers[False]
         result = self._ask(lambda: client.acquire_token_for_client(self.app_scopes), answers)
-        return str(result["access_token"])
+        token = str(result["access_token"])
+        self._app_last = CachedToken(token, self._clock() + float(result.get("expires_in", 0)))
+        return token
 
     def _ask(self, request: Callable[[], Any], answers: _Answers) -> dict[str, Any]:
         """MSAL's answer to `request` when it holds a token; else the error it stands for.

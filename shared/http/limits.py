@@ -1,11 +1,13 @@
 """A cap on each caller's concurrent requests, so that one caller cannot starve every other.
 
-Every request runs on one of the worker's threads until it answers, including while it waits out
-Dataverse's `Retry-After` or a slow backend. Without a cap, one caller with many requests in
-flight (a user who tripped her own Dataverse limit, a runaway batch job) holds every thread, and
-everyone else's requests queue behind hers. With it, a caller holds at most `limit` threads at
-once; a request over the cap answers 429 `too_many_concurrent_requests` at once, before any token
-exchange or Dataverse call, and the others' requests find free threads.
+Every request holds one of the instance's places until it answers, including while it waits out
+Dataverse's `Retry-After` or a slow backend: a worker thread for a sync function, a place under
+the per-instance HTTP concurrency for any function (the domains' are async). Without a cap, one
+caller with many requests in flight (a user who tripped her own Dataverse limit, a runaway batch
+job) holds every place, and everyone else's requests queue behind hers. With it, a caller holds
+at most `limit` places at once; a request over the cap answers 429
+`too_many_concurrent_requests` at once, before any token exchange or Dataverse call, and the
+others' requests find free places.
 
 The caller is who Dataverse would see, as the `Principal` says: the user's `oid` in delegated
 mode (whichever client app she uses), the client application's id in application mode. The key

@@ -19,17 +19,35 @@
 One log record per request (`shared.telemetry.log_request`): route template, status, code,
 mode, oid, tid, client app id, subscription name, latency, downstream latency and outcome.
 Never a token, a key, a query string, a name or an e-mail address.
+
+**Sync or async functions, one pipeline.** `endpoint(..., asynchronous=True)` gives an `async
+def` function, which the Python worker runs on its event loop; otherwise a sync one, run on the
+worker's thread pool. Both run the same steps in the same order (`_Invocation`); only the I/O
+edge differs:
+
+- steps 2 to 6 never block, except the two that may wait on the network: counting a rate limit
+  in the shared store, and validating a token while this instance has no fresh signing keys
+  (its first request, or once a day: the keys may be fetched). `_admission` yields those as
+  calls to make; a sync function makes them in place, an async one on a thread
+  (`asyncio.to_thread`), so the loop never waits. A token naming a key the instance does not
+  know yet still fetches the keys on the loop (at most once per 5 minutes);
+- a handler that calls Dataverse yields its requests (`shared.dataverse.call.Steps`); they are
+  sent by `DataverseClient.run` on the thread, or `run_async` on the loop;
+- the Dataverse token: on the loop a cached one is taken at once (`DownstreamTokens.cached_*`),
+  and only a miss (MSAL, the store) goes to a thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -40,7 +58,7 @@ from shared.auth.clients import check_client_app
 from shared.auth.errors import InvalidToken
 from shared.auth.policy import Policy, authorize
 from shared.auth.principal import Principal
-from shared.dataverse.call import Call, TokenSource
+from shared.dataverse.call import AsyncTokenSource, Call, Cursor, Steps, TokenSource
 from shared.http.errors import BadInput, PayloadTooLarge, UnsupportedMediaType
 from shared.http.limits import caller_key
 from shared.http.responses import ErrorContext, error_response, render_error
@@ -57,7 +75,11 @@ _PARAM_NAME = re.compile(r"[A-Za-z0-9$@._-]{1,40}")
 # RFC 6750 b64token, one space after a case-insensitive scheme; nothing else on the line.
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9\-._~+/]+=*)")
 
-Handler = Callable[["ApiRequest"], func.HttpResponse]
+# A handler answers at once, or as a conversation with Dataverse (`Steps`), whichever way the
+# function runs.
+Handler = Callable[["ApiRequest"], "func.HttpResponse | Steps[func.HttpResponse]"]
+# What `_admission` yields: a call that may block on the network, to make before it goes on.
+Blocking = Callable[[], object]
 
 
 @dataclass(frozen=True)
@@ -160,6 +182,131 @@ def _token_getter(rt: Runtime, principal: Principal, assertion: str) -> TokenSou
     return for_user
 
 
+def _async_token_getter(rt: Runtime, principal: Principal, assertion: str) -> AsyncTokenSource:
+    """`_token_getter` for the event loop: a token this instance holds at once, anything else
+    (MSAL, the shared store) on a thread."""
+    downstream = rt.downstream
+    if principal.is_application:
+
+        async def for_app(stale: str | None = None) -> str:
+            held = downstream.cached_for_app() if stale is None else None
+            return held if held is not None else await asyncio.to_thread(downstream.for_app, stale)
+
+        return for_app
+
+    async def for_user(stale: str | None = None) -> str:
+        held = downstream.cached_for_user(assertion) if stale is None else None
+        if held is not None:
+            return held
+        return await asyncio.to_thread(downstream.for_user, assertion, stale)
+
+    return for_user
+
+
+class _Invocation:
+    """One request's way through the pipeline, the same for sync and async functions."""
+
+    def __init__(self, req: func.HttpRequest, route: str, on_loop: bool) -> None:
+        self.req = req
+        self.on_loop = on_loop
+        self.started = time.perf_counter()
+        self.cid = correlation_id(req)
+        self.facts: dict[str, Any] = {
+            "route": route,
+            "method": req.method,
+            "correlation_id": self.cid,
+        }
+        self.authority: str | None = None
+        self.call: Call | None = None
+
+    def _admission(
+        self, policy: Policy, params: frozenset[str]
+    ) -> Generator[Blocking, object, ApiRequest]:
+        """Steps 1 to 6, in the contract's order, up to the handler's `ApiRequest`."""
+        req, facts = self.req, self.facts
+        rt = runtime()
+        self.authority = rt.settings.authority
+        subscription = rt.subscriptions.check(_subscription_key(req, rt))
+        facts["subscription"] = subscription
+        if rt.rate_limits.counts_in_store(subscription):
+            yield partial(rt.rate_limits.check, subscription)
+        else:
+            rt.rate_limits.check(subscription)
+        bearer = bearer_token(req)
+        if rt.keys.fresh:
+            principal = rt.validator.validate(bearer)
+        else:  # may fetch the keys: the first request of an instance, or keys a day old
+            validated = yield partial(rt.validator.validate, bearer)
+            assert isinstance(validated, Principal)
+            principal = validated
+        facts.update(
+            mode=principal.mode.value,
+            oid=principal.oid,
+            tid=principal.tid,
+            client_app_id=principal.client_app_id,
+        )
+        check_client_app(principal.client_app_id, subscription, rt.settings)
+        authorize(principal, policy)
+        self.call = Call(
+            token=telemetry.timed(_token_getter(rt, principal, bearer), facts, "token_ms"),
+            correlation_id=self.cid,
+            deadline=time.monotonic() + rt.settings.request_budget_seconds,
+            token_async=(
+                telemetry.timed_async(_async_token_getter(rt, principal, bearer), facts, "token_ms")
+                if self.on_loop
+                else None
+            ),
+        )
+        request = ApiRequest(
+            method=req.method,
+            params=query_params(req, params),
+            route_params=req.route_params,
+            headers={k.lower(): v for k, v in req.headers.items()},
+            body=req.get_body() or b"",
+            principal=principal,
+            call=self.call,
+            runtime=rt,
+        )
+        telemetry.describe_query(facts, request.params)
+        return request
+
+    def admit(self, policy: Policy, params: frozenset[str]) -> ApiRequest:
+        steps = Cursor(self._admission(policy, params))
+        while (blocking := steps.next()) is not None:
+            steps.send(blocking())
+        return steps.result()
+
+    async def admit_async(self, policy: Policy, params: frozenset[str]) -> ApiRequest:
+        steps = Cursor(self._admission(policy, params))
+        while (blocking := steps.next()) is not None:
+            steps.send(await asyncio.to_thread(blocking))
+        return steps.result()
+
+    def answered(self, response: func.HttpResponse) -> func.HttpResponse:
+        self.facts["code"] = "ok"
+        return self._logged(response, logging.INFO, None)
+
+    def failed(self, exc: Exception) -> func.HttpResponse:
+        rendered, code = render_error(exc, ErrorContext(self.cid, self.authority))
+        self.facts["code"] = code
+        return self._logged(error_response(rendered, code, self.cid), rendered.level, exc)
+
+    def _logged(
+        self, response: func.HttpResponse, level: int, error: Exception | None
+    ) -> func.HttpResponse:
+        response.headers[CORRELATION_HEADER] = self.cid
+        telemetry.log_request(
+            self.facts,
+            status=response.status_code,
+            level=level,
+            started=self.started,
+            call=self.call,
+            error=error,
+            unexpected=self.facts["code"] == "internal_error",
+        )
+        return response
+
+
 def endpoint(
     policy: Policy,
     handler: Handler,
@@ -167,69 +314,44 @@ def endpoint(
     name: str,
     route: str,
     params: frozenset[str] = frozenset(),
-) -> Callable[[func.HttpRequest], func.HttpResponse]:
+    asynchronous: bool = False,
+) -> Callable[[func.HttpRequest], func.HttpResponse | Awaitable[func.HttpResponse]]:
     """A Functions entry point running `handler` behind the whole pipeline; `params` is the
-    allowlist of query parameters, checked after authorisation and before the handler."""
+    allowlist of query parameters, checked after authorisation and before the handler.
+    `asynchronous`: an `async def` function, run on the worker's event loop (see above)."""
 
     def function(req: func.HttpRequest) -> func.HttpResponse:
-        started = time.perf_counter()
-        cid = correlation_id(req)
-        facts: dict[str, Any] = {"route": route, "method": req.method, "correlation_id": cid}
-        authority: str | None = None
-        call: Call | None = None
+        invocation = _Invocation(req, route, on_loop=False)
         try:
-            rt = runtime()
-            authority = rt.settings.authority
-            facts["subscription"] = rt.subscriptions.check(_subscription_key(req, rt))
-            rt.rate_limits.check(facts["subscription"])
-            bearer = bearer_token(req)
-            principal = rt.validator.validate(bearer)
-            facts.update(
-                mode=principal.mode.value,
-                oid=principal.oid,
-                tid=principal.tid,
-                client_app_id=principal.client_app_id,
-            )
-            check_client_app(principal.client_app_id, facts["subscription"], rt.settings)
-            authorize(principal, policy)
-            call = Call(
-                token=telemetry.timed(_token_getter(rt, principal, bearer), facts, "token_ms"),
-                correlation_id=cid,
-                deadline=time.monotonic() + rt.settings.request_budget_seconds,
-            )
-            request = ApiRequest(
-                method=req.method,
-                params=query_params(req, params),
-                route_params=req.route_params,
-                headers={k.lower(): v for k, v in req.headers.items()},
-                body=req.get_body() or b"",
-                principal=principal,
-                call=call,
-                runtime=rt,
-            )
-            telemetry.describe_query(facts, request.params)
+            request = invocation.admit(policy, params)
             # Last before the handler, so that only requests that will go downstream count, and
             # a request refused here has cost no token exchange and no Dataverse call.
-            with rt.callers.held(caller_key(principal)):
-                response = handler(request)
-            facts["code"] = "ok"
-            level, error = logging.INFO, None
+            with request.runtime.callers.held(caller_key(request.principal)):
+                answer = handler(request)
+                response = (
+                    answer
+                    if isinstance(answer, func.HttpResponse)
+                    else request.runtime.dataverse.run(answer, request.call)
+                )
         except Exception as exc:
-            rendered, code = render_error(exc, ErrorContext(cid, authority))
-            response = error_response(rendered, code, cid)
-            facts["code"] = code
-            level, error = rendered.level, exc
-        response.headers[CORRELATION_HEADER] = cid
-        telemetry.log_request(
-            facts,
-            status=response.status_code,
-            level=level,
-            started=started,
-            call=call,
-            error=error,
-            unexpected=facts["code"] == "internal_error",
-        )
-        return response
+            return invocation.failed(exc)
+        return invocation.answered(response)
 
-    function.__name__ = function.__qualname__ = name
-    return function
+    async def async_function(req: func.HttpRequest) -> func.HttpResponse:
+        invocation = _Invocation(req, route, on_loop=True)
+        try:
+            request = await invocation.admit_async(policy, params)
+            with request.runtime.callers.held(caller_key(request.principal)):
+                answer = handler(request)
+                response = (
+                    answer
+                    if isinstance(answer, func.HttpResponse)
+                    else await request.runtime.dataverse.run_async(answer, request.call)
+                )
+        except Exception as exc:
+            return invocation.failed(exc)
+        return invocation.answered(response)
+
+    chosen = async_function if asynchronous else function
+    chosen.__name__ = chosen.__qualname__ = name
+    return chosen

@@ -156,6 +156,10 @@ class RateLimits:
         )
         self.local = LocalCounter(clock)
 
+    def counts_in_store(self, subscription: str) -> bool:
+        """Whether `check(subscription)` makes a round trip to the shared store."""
+        return self.shared is not None and subscription in self._limits
+
     def check(self, subscription: str) -> None:
         """Count one request of `subscription`, or raise `RateLimited` (counting nothing)."""
         limit = self._limits.get(subscription)

@@ -77,6 +77,7 @@ def own_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     own = runtime_module.build(settings)
     monkeypatch.setattr(runtime_module, "_current", own)
     yield
+    own.dataverse.close()  # its async client, on the host's loop
     _close_sessions(own)
 
 

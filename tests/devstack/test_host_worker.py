@@ -2,7 +2,8 @@
 
 - Sync functions run on PYTHON_THREADPOOL_THREAD_COUNT threads, by default the worker's own
   min(32, CPUs + 4); async functions run on the event loop, whatever the thread count.
-- At most DEVSTACK_HTTP_CONCURRENCY requests are inside a host at once (default 16); the rest
+- At most DEVSTACK_HTTP_CONCURRENCY requests are inside a host at once (default 1, Flex
+  Consumption's for Python apps; the tests' stack runs with the README's recommendation); the rest
   wait, first come first served, none refused, and each answer says how long it waited.
 - A malformed value is a one-line error naming the setting, from `python -m devstack host` and
   `python -m devstack run` alike; the stack's in-process host and its child hosts take the same
@@ -34,6 +35,7 @@ from devstack.config import ROOT
 from devstack.host import (
     CONCURRENCY_SETTING,
     QUEUE_HEADER,
+    RECOMMENDED,
     THREADS_SETTING,
     WORKER_WAIT_HEADER,
     HostApp,
@@ -220,9 +222,10 @@ def test_a_malformed_limit_is_refused_naming_the_setting(
 
 
 def test_limits_read_from_the_environment() -> None:
-    assert InstanceLimits.from_env({}) == InstanceLimits(threads=None, concurrency=16)
+    # Unset, one request at a time: Flex Consumption's default for a Python app.
+    assert InstanceLimits.from_env({}) == InstanceLimits(threads=None, concurrency=1)
     assert InstanceLimits.from_env({THREADS_SETTING: "", CONCURRENCY_SETTING: " "}) == (
-        InstanceLimits(threads=None, concurrency=16)
+        InstanceLimits(threads=None, concurrency=1)
     )  # empty is unset, as in local.settings.json
     read = InstanceLimits.from_env({THREADS_SETTING: " 32 ", CONCURRENCY_SETTING: "1000"})
     assert read == InstanceLimits(threads=32, concurrency=1000)
@@ -267,12 +270,17 @@ def test_make_run_refuses_a_malformed_concurrency_before_starting_anything(
 
 
 def test_the_stacks_hosts_all_run_with_its_settings(stack: RunningStack, tmp_path: Path) -> None:
-    # tests/conftest.py starts the session's stack with PYTHON_THREADPOOL_THREAD_COUNT=32.
-    assert stack.limits == InstanceLimits(threads=32, concurrency=16)
-    assert stack.settings[THREADS_SETTING] == "32"
+    # tests/conftest.py starts the session's stack with the README's recommendation.
+    assert stack.limits == RECOMMENDED
+    threads, concurrency = RECOMMENDED.thread_count, RECOMMENDED.concurrency
+    assert stack.settings[THREADS_SETTING] == str(threads)
+    assert stack.settings[CONCURRENCY_SETTING] == str(concurrency)
     text = banner(stack.settings, stack.limits)
-    assert f"Threads per host    32  ({THREADS_SETTING})" in text
-    assert f"Requests at once    16 per host, the rest wait   ({CONCURRENCY_SETTING})" in text
+    assert f"Threads per host    {threads}  ({THREADS_SETTING})" in text
+    assert (
+        f"Requests at once    {concurrency} per host, the rest wait   ({CONCURRENCY_SETTING})"
+        in text
+    )
     answer = requests.get(stack.api_url + "/", timeout=30)
     assert float(answer.headers[QUEUE_HEADER]) >= 0
 
@@ -285,7 +293,7 @@ def test_the_stacks_hosts_all_run_with_its_settings(stack: RunningStack, tmp_pat
         (instance,) = group.instances
         log = tmp_path / "api-host-limits.log"
         wait_until(lambda: "listening" in log.read_text(), "the host's line")
-        assert "32 threads, 16 requests at once" in log.read_text()
+        assert f"{threads} threads, {concurrency} requests at once" in log.read_text()
         assert QUEUE_HEADER in requests.get(instance.url + "/", timeout=30).headers
     finally:
         group.stop()

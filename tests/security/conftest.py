@@ -21,6 +21,7 @@ import requests
 
 from devstack.host import FunctionsRouter
 from devstack.stack import RunningStack
+from shared import runtime
 from shared.auth import SigningKeys
 from tests.api.conftest import Api, api, faults
 from tests.clock import ManualClock
@@ -44,6 +45,7 @@ def tokens(api: Api) -> TokenBuilder:
 def router(stack: RunningStack) -> Iterator[FunctionsRouter]:
     routed = FunctionsRouter.load("function_app", threads=4)
     yield routed
+    runtime.runtime().dataverse.close()  # its async client for this router's loop, first
     routed.close()
 
 

@@ -301,11 +301,16 @@ def test_query_strings_are_scrubbed_even_with_http_libraries_at_debug(
     api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
     """urllib3 at DEBUG logs every request line, query string included: the record factory
-    `shared.telemetry` installs scrubs it before any handler sees it."""
+    `shared.telemetry` installs scrubs it before any handler sees it. The async functions'
+    Dataverse client (aiohttp) logs no request lines, at DEBUG neither; the sync path's
+    (requests, urllib3) is exercised by a Dataverse request from this process."""
     caplog.set_level(logging.DEBUG, logger="urllib3")
+    caplog.set_level(logging.DEBUG, logger="aiohttp")
     mark = canary("q")
     response = api.call("GET", f"/api/customers?q={mark}", user="alice")
     assert response.status_code == 200, response.text
+    contacts = f"{api.stack.dataverse_url}/api/data/v9.2/contacts"
+    assert api.http.get(contacts, params={"$filter": mark}, timeout=30).status_code == 401
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
     dataverse_lines = [line for line in lines if "/api/data/v9.2/contacts" in line]
     assert dataverse_lines, lines

@@ -14,6 +14,7 @@ import pytest
 from devstack.client import DevClient
 from devstack.host import HostApp, create_app
 from devstack.stack import RunningStack
+from shared import runtime
 from shared.auth.errors import InvalidToken
 from shared.http.errors import BadInput
 from shared.http.pipeline import bearer_token, correlation_id, query_params
@@ -102,6 +103,7 @@ def test_query_params_refusals(url: str, field: str, why: str) -> None:
 def host(stack: RunningStack) -> Iterator[HostApp]:
     app = create_app()
     yield app
+    runtime.runtime().dataverse.close()  # its async client for this host's loop, first
     app.router.close()
 
 
