@@ -22,6 +22,7 @@ from bench import (
     p7_instances,
     p8_l2_hit,
     p9_rate_limit,
+    p11_cold_start,
 )
 from bench.context import BenchContext
 from bench.core import Figure, Row, table
@@ -36,6 +37,7 @@ FIGURES: list[Figure] = [
     p7_instances.FIGURE,
     p8_l2_hit.FIGURE,
     p9_rate_limit.FIGURE,
+    p11_cold_start.FIGURE,
 ]
 
 

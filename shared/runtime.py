@@ -1,7 +1,8 @@
 """The process's long-lived services, built once on first use and shared by every invocation.
 
 Building them reads settings and creates HTTP sessions and MSAL clients but calls nothing
-remote: discovery, keys and tokens are fetched when a request first needs them. Heavy libraries
+remote: discovery, keys and tokens are fetched when a request first needs them, or by the
+start-up warm-up (shared/warmup.py) before one does. Heavy libraries
 are imported here, inside `build`, so that importing `function_app` stays cheap (cold starts).
 `reset()` is for tests that change settings.
 """
@@ -9,6 +10,7 @@ are imported here, inside `build`, so that importing `function_app` stays cheap 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,11 +42,26 @@ class Runtime:
     store: Store | None = None  # shared by every instance; None without REDIS_URL
 
 
-def build(settings: Settings) -> Runtime:
+def build(settings: Settings, *, on_keys: Callable[[SigningKeys], object] | None = None) -> Runtime:
+    """The services for `settings`. `on_keys` is called with the signing keys as soon as they
+    exist, before the rest is built (the warm-up starts fetching them there: shared/warmup.py)."""
     import requests
 
     from shared import telemetry
     from shared.auth.keys import SigningKeys
+
+    telemetry.configure(settings)  # log safeguards once per process; Azure Monitor if set
+    keys = SigningKeys(
+        settings.authority,
+        session=requests.Session(),
+        timeout=min(5.0, settings.downstream_timeout_seconds),
+        min_refresh_interval=KEY_REFRESH_INTERVAL_SECONDS,
+        max_age=settings.signing_keys_max_age_seconds,
+        grace=settings.signing_keys_grace_seconds,
+    )
+    if on_keys is not None:
+        on_keys(keys)
+    # Imported after `on_keys`: a fetch started there overlaps them (redis-py is the slowest).
     from shared.auth.subscription import SubscriptionKeys
     from shared.auth.tokens import TokenValidator
     from shared.dataverse.client import DataverseClient
@@ -54,16 +71,6 @@ def build(settings: Settings) -> Runtime:
     from shared.http.rate_limits import RateLimits
     from shared.store import build_store
 
-    telemetry.configure(settings)  # log safeguards once per process; Azure Monitor if set
-    store = build_store(settings)
-    keys = SigningKeys(
-        settings.authority,
-        session=requests.Session(),
-        timeout=min(5.0, settings.downstream_timeout_seconds),
-        min_refresh_interval=KEY_REFRESH_INTERVAL_SECONDS,
-        max_age=settings.signing_keys_max_age_seconds,
-        grace=settings.signing_keys_grace_seconds,
-    )
     store = build_store(settings)
     return Runtime(
         settings=settings,
@@ -98,14 +105,16 @@ _lock = threading.Lock()
 _current: Runtime | None = None
 
 
-def runtime() -> Runtime:
+def runtime(*, on_keys: Callable[[SigningKeys], object] | None = None) -> Runtime:
+    """The process's runtime, built by the first caller (`on_keys`: see `build`; it is called
+    only when this call builds the runtime)."""
     global _current
     current = _current
     if current is not None:
         return current
     with _lock:
         if _current is None:
-            _current = build(get_settings())
+            _current = build(get_settings(), on_keys=on_keys)
         return _current
 
 

@@ -10,7 +10,8 @@
   striped locks by key, across instances through a short lock in the store.
 - Client-credential tokens go through MSAL's own cache, on a separate MSAL client, so user and
   application tokens never meet; concurrent callers share one MSAL call (`SingleFlight`).
-- MSAL clients are built on first use: building one fetches the tenant's discovery document.
+- MSAL clients are built on first use, or at start-up (`prepare`, the warm-up): building one
+  fetches the tenant's discovery document.
 - MSAL's answers and exceptions are translated here into `shared.downstream.errors`, once.
 - When Entra throttles or fails (429, 5xx) MSAL backs off: for Retry-After seconds (else 5) it
   answers that client's requests of the same kind itself, without calling Entra. Each MSAL
@@ -236,6 +237,14 @@ class DownstreamTokens:
                 else:
                     self._app_client = client
         return self._obo_client if obo else self._app_client
+
+    def prepare(self) -> None:
+        """Build both MSAL clients now (the start-up warm-up, `shared/warmup.py`), the OBO one
+        first: building one imports msal and fetches the tenant's discovery document, which a
+        fresh instance's first request would otherwise wait for. Raises as a request would
+        (`DownstreamTokenError`); a client that failed to build is built again on demand."""
+        self._client(obo=True)
+        self._client(obo=False)
 
     def for_user(self, incoming_token: str, stale: str | None = None) -> str:
         """A Dataverse token for the user of `incoming_token` (already validated); not
