@@ -36,7 +36,8 @@ def test_a_quick_run_reports_every_figure() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| P")]
     figures = sorted({row[0].lstrip("| ") for row in rows})
-    assert figures == ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9"]
+    expected = {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P11", "P12"}
+    assert expected <= set(figures), figures
     counted = {row[1]: row[4].rstrip(" |") for row in rows if row[0] in ("| P3", "| P6")}
     assert [met for figure, met in counted.items() if "p99" not in figure] == ["yes"] * 3, rows
     # P7: (measured, target, met) of the rows with the store, then of those without it.
