@@ -76,10 +76,11 @@ def warm() -> None:
         log.debug("no warm-up: the settings are missing or invalid (the first request says why)")
         return
     except Exception as exc:
-        # first request builds the runtime again and reports the failure where it belongs.
+        # Whatever it is, a background task must not die noisily or take the start with it:
+        # the first request builds the runtime again and reports the failure where it belongs.
         log.warning("no warm-up: the runtime could not be built: %s", type(exc).__name__)
         return
-    if not keys_thread:  # a request built the runtime first: fetch them now, if it did not
+    if not keys_thread:  # a request built the runtime first (it may be fetching them already)
         fetch_keys(rt.keys)
     store = threading.Thread(target=_store, args=(rt,), name=f"{THREAD_NAME}-store", daemon=True)
     store.start()
