@@ -44,6 +44,7 @@ import requests
 from bench.context import BenchContext
 from bench.core import Figure, Result, Row
 from devstack.control import Fault
+from devstack.host import QUEUE_HEADER
 from devstack.instances import HostGroup, Instance, child_environment, listen
 
 TARGET = 1.5
@@ -91,10 +92,11 @@ class Fairness:
         }
         return http.get(self.url + path, headers=headers, timeout=60)
 
-    def victim(self, requests_each: int) -> list[float]:
-        """Alice's latencies in seconds, from `VICTIM_THREADS` closed loops."""
+    def victim(self, requests_each: int) -> tuple[list[float], list[float]]:
+        """Alice's latencies in seconds, from `VICTIM_THREADS` closed loops, and how long each
+        request waited in the host's queue (its `QUEUE_HEADER`)."""
 
-        def loop(_: int) -> list[float]:
+        def loop(_: int) -> list[tuple[float, float]]:
             times = []
             with requests.Session() as http:
                 http.trust_env = False
@@ -102,12 +104,14 @@ class Fairness:
                 for _ in range(requests_each):
                     started = time.perf_counter()
                     answer = self.get(http, VICTIM, VICTIM_PATH)
-                    times.append(time.perf_counter() - started)
+                    elapsed = time.perf_counter() - started
                     assert answer.status_code == 200, f"P12: the victim got {answer.status_code}"
+                    times.append((elapsed, float(answer.headers[QUEUE_HEADER]) / 1e3))
             return times
 
         with ThreadPoolExecutor(VICTIM_THREADS) as pool:
-            return [t for times in pool.map(loop, range(VICTIM_THREADS)) for t in times]
+            pairs = [t for times in pool.map(loop, range(VICTIM_THREADS)) for t in times]
+        return [latency for latency, _ in pairs], [queued for _, queued in pairs]
 
     def attacker_record(self) -> str:
         with requests.Session() as http:
@@ -148,7 +152,7 @@ def run(ctx: BenchContext) -> Result:
             latency.switch("azure", seed=SEED)
         fairness.victim(2)  # sign-ins, exchanges and connections, untimed
         ctx.progress("P12: the victim alone")
-        alone = fairness.victim(requests_each)
+        alone, _ = fairness.victim(requests_each)
         dataverse.add_fault(
             Fault(
                 path=f"*/contacts({record})*",
@@ -163,7 +167,7 @@ def run(ctx: BenchContext) -> Result:
         try:
             time.sleep(1.5)  # the flood builds up: the cap full, the queue long
             cpu_before, wall_before = _cpu_seconds(hosts.instances[0].pid), time.perf_counter()
-            loaded = fairness.victim(requests_each)
+            loaded, queued = fairness.victim(requests_each)
             cpu = _cpu_seconds(hosts.instances[0].pid) - cpu_before
             wall = time.perf_counter() - wall_before
         finally:
@@ -194,7 +198,9 @@ def run(ctx: BenchContext) -> Result:
             f"the attacker's answers: {seen}.",
             f"P12: while the victim ran under the flood ({wall:.1f} s) the API host process "
             f"used {cpu / wall:.0%} of a CPU, about {cpu / max(1, total) * 1e3:.2f} ms per "
-            f"request answered ({total / wall:.0f} requests/s, nearly all the attacker's).",
+            f"request answered ({total / wall:.0f} requests/s, nearly all the attacker's). "
+            f"The victim's wait in the host's queue under the flood: p50 "
+            f"{p(queued, 0.5) * 1e3:.0f} ms, p99 {p(queued, 0.99) * 1e3:.0f} ms.",
         ],
     )
 
