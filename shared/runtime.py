@@ -42,13 +42,19 @@ class Runtime:
     store: Store | None = None  # shared by every instance; None without REDIS_URL
 
 
-def build(settings: Settings, *, on_keys: Callable[[SigningKeys], object] | None = None) -> Runtime:
-    """The services for `settings`. `on_keys` is called with the signing keys as soon as they
-    exist, before the rest is built (the warm-up starts fetching them there: shared/warmup.py)."""
+Early = Callable[["SigningKeys", "DownstreamTokens"], object]
+
+
+def build(settings: Settings, *, early: Early | None = None) -> Runtime:
+    """The services for `settings`. `early` is called with the signing keys and the downstream
+    tokens as soon as they exist, before the rest (the store, with redis-py's slow import) is
+    built: the warm-up starts fetching keys and building MSAL clients there (shared/warmup.py).
+    The downstream tokens get the store's level (L2) afterwards, before any request sees them."""
     import requests
 
     from shared import telemetry
     from shared.auth.keys import SigningKeys
+    from shared.downstream.tokens import DownstreamTokens
 
     telemetry.configure(settings)  # log safeguards once per process; Azure Monitor if set
     keys = SigningKeys(
@@ -59,19 +65,21 @@ def build(settings: Settings, *, on_keys: Callable[[SigningKeys], object] | None
         max_age=settings.signing_keys_max_age_seconds,
         grace=settings.signing_keys_grace_seconds,
     )
-    if on_keys is not None:
-        on_keys(keys)
-    # Imported after `on_keys`: a fetch started there overlaps them (redis-py is the slowest).
+    downstream = DownstreamTokens(settings)
+    if early is not None:
+        early(keys, downstream)
+    # Imported after `early`: what it started overlaps them (redis-py is the slowest).
     from shared.auth.subscription import SubscriptionKeys
     from shared.auth.tokens import TokenValidator
     from shared.dataverse.client import DataverseClient
     from shared.domains import paging
-    from shared.downstream.tokens import DownstreamTokens
     from shared.http.limits import CallerLimits
     from shared.http.rate_limits import RateLimits
     from shared.store import build_store
 
     store = build_store(settings)
+    if store is not None:
+        downstream.attach_store(store)
     return Runtime(
         settings=settings,
         subscriptions=SubscriptionKeys(settings.subscription_keys),
@@ -83,7 +91,7 @@ def build(settings: Settings, *, on_keys: Callable[[SigningKeys], object] | None
             clock_skew=settings.clock_skew_seconds,
             cache_size=settings.validated_token_cache_size,
         ),
-        downstream=DownstreamTokens(settings, store=store),
+        downstream=downstream,
         dataverse=DataverseClient(
             settings.dataverse_url,
             timeout=settings.downstream_timeout_seconds,
@@ -105,8 +113,8 @@ _lock = threading.Lock()
 _current: Runtime | None = None
 
 
-def runtime(*, on_keys: Callable[[SigningKeys], object] | None = None) -> Runtime:
-    """The process's runtime, built by the first caller (`on_keys`: see `build`; it is called
+def runtime(*, early: Early | None = None) -> Runtime:
+    """The process's runtime, built by the first caller (`early`: see `build`; it is called
     only when this call builds the runtime)."""
     global _current
     current = _current
@@ -114,7 +122,7 @@ def runtime(*, on_keys: Callable[[SigningKeys], object] | None = None) -> Runtim
         return current
     with _lock:
         if _current is None:
-            _current = build(get_settings(), on_keys=on_keys)
+            _current = build(get_settings(), early=early)
         return _current
 
 

@@ -6,14 +6,14 @@ instance any request it imports `function_app` (to index the functions); `functi
 was (`make bench`, P5). The thread, while the host finishes starting and the first request
 comes in:
 
-1. builds the runtime (`shared.runtime`: settings, and the imports of requests, redis-py...),
-   and as soon as the signing keys exist in it, before the rest is built, starts loading them
-   on a thread of their own (`SigningKeys.prefetch`: the OpenID discovery documents and the
-   JWKS, parsed, which imports cryptography and the JWK parser): they head the chain of round
-   trips a first request waits for;
-2. then builds the MSAL clients (`DownstreamTokens.prepare`: msal imported, the tenant's
-   discovery document fetched, the On-Behalf-Of client first) and, beside them, connects to the
-   shared store when there is one.
+1. builds the runtime (`shared.runtime`: settings, and the imports of requests, redis-py...);
+   as soon as the signing keys and the downstream tokens exist in it, before the rest is built
+   (the store, whose redis-py import is the slowest), it starts, each on a thread of its own,
+   loading the keys (`SigningKeys.prefetch`: the OpenID discovery documents and the JWKS,
+   parsed, which imports cryptography and the JWK parser) and building the MSAL clients
+   (`DownstreamTokens.prepare`: msal imported, the tenant's discovery document fetched, the
+   On-Behalf-Of client first): they head the chain a first request waits for;
+2. once the runtime is built, connects to the shared store when there is one.
 
 A request that comes meanwhile waits for the work under way (the runtime's lock, the keys' lock,
 the MSAL clients' build lock) rather than starting the same fetch again: nothing is fetched
@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from shared.auth.keys import SigningKeys
+    from shared.downstream.tokens import DownstreamTokens
     from shared.runtime import Runtime
 
 log = logging.getLogger("central_api.warmup")
@@ -58,20 +60,23 @@ def start() -> threading.Thread | None:
 
 
 def warm() -> None:
-    """Build the runtime, then load keys, MSAL clients and the store connection side by side."""
+    """Build the runtime; keys and MSAL clients as soon as they exist, then the store beside."""
     from shared.runtime import runtime
     from shared.settings import SettingsError
 
-    keys_thread: list[threading.Thread] = []
+    started: list[threading.Thread] = []
 
-    def fetch_keys(keys: SigningKeys) -> None:
-        # As soon as the keys exist, while the rest of the runtime (redis-py...) is built.
-        thread = threading.Thread(target=keys.prefetch, name=f"{THREAD_NAME}-keys", daemon=True)
-        thread.start()
-        keys_thread.append(thread)
+    def early(keys: SigningKeys, downstream: DownstreamTokens) -> None:
+        # As soon as they exist, while the rest of the runtime (redis-py...) is built.
+        for name, step in (("keys", keys.prefetch), ("msal", lambda: _msal(downstream))):
+            thread = threading.Thread(
+                target=_guarded, args=(name, step), name=f"{THREAD_NAME}-{name}", daemon=True
+            )
+            thread.start()
+            started.append(thread)
 
     try:
-        rt = runtime(on_keys=fetch_keys)
+        rt = runtime(early=early)
     except SettingsError:
         log.debug("no warm-up: the settings are missing or invalid (the first request says why)")
         return
@@ -80,20 +85,28 @@ def warm() -> None:
         # the first request builds the runtime again and reports the failure where it belongs.
         log.warning("no warm-up: the runtime could not be built: %s", type(exc).__name__)
         return
-    if not keys_thread:  # a request built the runtime first (it may be fetching them already)
-        fetch_keys(rt.keys)
-    store = threading.Thread(target=_store, args=(rt,), name=f"{THREAD_NAME}-store", daemon=True)
-    store.start()
-    _msal(rt)
-    for thread in (*keys_thread, store):
+    if not started:  # a request built the runtime first (it may be fetching them already)
+        early(rt.keys, rt.downstream)
+    _guarded("store", lambda: _store(rt))
+    for thread in started:
         thread.join()
 
 
-def _msal(rt: Runtime) -> None:
+def _guarded(step: str, action: Callable[[], object]) -> None:
+    """Run one step; whatever it raises is logged (its kind only) and goes no further. The
+    steps report their expected failures themselves; this is for the unexpected, such as the
+    store being closed under the ping when the runtime is reset (tests)."""
+    try:
+        action()
+    except Exception as exc:
+        log.warning("warm-up step %s failed: %s", step, type(exc).__name__)
+
+
+def _msal(downstream: DownstreamTokens) -> None:
     from shared.downstream.errors import DownstreamTokenError
 
     try:
-        rt.downstream.prepare()
+        downstream.prepare()
     except DownstreamTokenError as exc:
         log.warning("MSAL clients not built at start-up (built on demand): %s", exc)
 

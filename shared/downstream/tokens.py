@@ -186,21 +186,27 @@ class DownstreamTokens:
         self._answers = {True: _Answers(), False: _Answers()}
         self._l1 = TokenCache(settings.obo_cache_size, clock=clock)
         self._l2: SharedTokenCache | None = None
+        self._levels: tuple[CacheLevel, ...] = (self._l1,)
         if store is not None:
-            from shared.downstream.shared_cache import SharedTokenCache
-
-            self._l2 = SharedTokenCache(
-                store, settings.data_key, wait=settings.obo_shared_wait_seconds, clock=clock
-            )
-        self._levels: tuple[CacheLevel, ...] = (
-            (self._l1,) if self._l2 is None else (self._l1, self._l2)
-        )
+            self.attach_store(store)
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._build_lock = threading.Lock()
         self._app_flight: SingleFlight[str] = SingleFlight()
         self._obo_client: Any = None
         self._app_client: Any = None
         self.obo_exchanges = 0  # for tests and benchmarks
+
+    def attach_store(self, store: Store) -> None:
+        """Add the shared store's level (L2). Only before the first lookup: the runtime builds
+        these tokens before the store, so that the start-up warm-up can build the MSAL clients
+        while redis-py is imported (shared/runtime.py)."""
+        from shared.downstream.shared_cache import SharedTokenCache
+
+        settings = self._settings
+        self._l2 = SharedTokenCache(
+            store, settings.data_key, wait=settings.obo_shared_wait_seconds, clock=self._clock
+        )
+        self._levels = (self._l1, self._l2)
 
     @property
     def cached_users(self) -> int:

@@ -16,3 +16,14 @@ def test_without_settings_the_warm_up_builds_nothing(monkeypatch: pytest.MonkeyP
         assert runtime._current is None
     finally:
         runtime.reset()
+
+
+def test_an_unexpected_failure_in_a_step_is_logged_and_goes_no_further(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def closed_under_it() -> None:  # e.g. the store closed under the ping by runtime.reset()
+        raise AttributeError("'NoneType' object has no attribute 'readline'")
+
+    with caplog.at_level("WARNING", logger="central_api.warmup"):
+        warmup._guarded("store", closed_under_it)
+    assert [r.getMessage() for r in caplog.records] == ["warm-up step store failed: AttributeError"]
