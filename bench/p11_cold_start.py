@@ -43,7 +43,7 @@ from devstack.instances import child_environment, listen
 from devstack.latency import Delay, Latency
 
 TARGET = 1.25
-ROUNDS = 7
+ROUNDS = 11
 SEED = 11
 USER = "alice"
 PATH = "/api/customers?pageSize=1"
