@@ -23,6 +23,8 @@ from bench import (
     p8_l2_hit,
     p9_rate_limit,
     p10_throughput,
+    p11_cold_start,
+    p12_fairness,
 )
 from bench.context import BenchContext
 from bench.core import Figure, Row, table
@@ -38,6 +40,8 @@ FIGURES: list[Figure] = [
     p8_l2_hit.FIGURE,
     p9_rate_limit.FIGURE,
     p10_throughput.FIGURE,
+    p11_cold_start.FIGURE,
+    p12_fairness.FIGURE,
 ]
 
 

@@ -4,11 +4,11 @@ Eight real API hosts, each its own OS process and runtime (devstack/instances.py
 the instances of a scaled-out app), serve against the bench stack's emulators and its one
 valkey-server. Two ways a user token reaches them, each with a token no instance has seen:
 
-- **Concurrent first requests**: the instances have just started (cold: nothing imported beyond
-  the function app, nothing fetched, nothing cached), and 24 requests with one token arrive at
-  once, three on each instance. Without a store each instance exchanges once (its own requests
-  wait for its one exchange); with it, one instance takes the short lock in the store and
-  exchanges, the others wait for its L2 write.
+- **Concurrent first requests**: the instances have just started (cold: nothing cached, the
+  start-up warm-up still fetching keys and building MSAL clients), and 24 requests with one
+  token arrive at once, three on each instance. Without a store each instance exchanges once
+  (its own requests wait for its one exchange); with it, one instance takes the short lock in
+  the store and exchanges, the others wait for its L2 write.
 - **Round-robin**: then 40 requests with another new token, one at a time, instance after
   instance. Without a store each instance exchanges on its first; with it, only the first does.
 

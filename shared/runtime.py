@@ -1,7 +1,8 @@
 """The process's long-lived services, built once on first use and shared by every invocation.
 
 Building them reads settings and creates HTTP sessions and MSAL clients but calls nothing
-remote: discovery, keys and tokens are fetched when a request first needs them. Heavy libraries
+remote: discovery, keys and tokens are fetched when a request first needs them, or by the
+start-up warm-up (shared/warmup.py) before one does. Heavy libraries
 are imported here, inside `build`, so that importing `function_app` stays cheap (cold starts).
 `reset()` is for tests that change settings.
 """
@@ -9,6 +10,7 @@ are imported here, inside `build`, so that importing `function_app` stays cheap 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,22 +42,21 @@ class Runtime:
     store: Store | None = None  # shared by every instance; None without REDIS_URL
 
 
-def build(settings: Settings) -> Runtime:
+Early = Callable[["SigningKeys", "DownstreamTokens"], object]
+
+
+def build(settings: Settings, *, early: Early | None = None) -> Runtime:
+    """The services for `settings`. `early` is called with the signing keys and the downstream
+    tokens as soon as they exist, before the rest (the store, with redis-py's slow import) is
+    built: the warm-up starts fetching keys and building MSAL clients there (shared/warmup.py).
+    The downstream tokens get the store's level (L2) afterwards, before any request sees them."""
     import requests
 
     from shared import telemetry
     from shared.auth.keys import SigningKeys
-    from shared.auth.subscription import SubscriptionKeys
-    from shared.auth.tokens import TokenValidator
-    from shared.dataverse.client import DataverseClient
-    from shared.domains import paging
     from shared.downstream.tokens import DownstreamTokens
-    from shared.http.limits import CallerLimits
-    from shared.http.rate_limits import RateLimits
-    from shared.store import build_store
 
     telemetry.configure(settings)  # log safeguards once per process; Azure Monitor if set
-    store = build_store(settings)
     keys = SigningKeys(
         settings.authority,
         session=requests.Session(),
@@ -64,7 +65,21 @@ def build(settings: Settings) -> Runtime:
         max_age=settings.signing_keys_max_age_seconds,
         grace=settings.signing_keys_grace_seconds,
     )
+    downstream = DownstreamTokens(settings)
+    if early is not None:
+        early(keys, downstream)
+    # Imported after `early`: what it started overlaps them (redis-py is the slowest).
+    from shared.auth.subscription import SubscriptionKeys
+    from shared.auth.tokens import TokenValidator
+    from shared.dataverse.client import DataverseClient
+    from shared.domains import paging
+    from shared.http.limits import CallerLimits
+    from shared.http.rate_limits import RateLimits
+    from shared.store import build_store
+
     store = build_store(settings)
+    if store is not None:
+        downstream.attach_store(store)
     return Runtime(
         settings=settings,
         subscriptions=SubscriptionKeys(settings.subscription_keys),
@@ -76,7 +91,7 @@ def build(settings: Settings) -> Runtime:
             clock_skew=settings.clock_skew_seconds,
             cache_size=settings.validated_token_cache_size,
         ),
-        downstream=DownstreamTokens(settings, store=store),
+        downstream=downstream,
         dataverse=DataverseClient(
             settings.dataverse_url,
             timeout=settings.downstream_timeout_seconds,
@@ -98,14 +113,16 @@ _lock = threading.Lock()
 _current: Runtime | None = None
 
 
-def runtime() -> Runtime:
+def runtime(*, early: Early | None = None) -> Runtime:
+    """The process's runtime, built by the first caller (`early`: see `build`; it is called
+    only when this call builds the runtime)."""
     global _current
     current = _current
     if current is not None:
         return current
     with _lock:
         if _current is None:
-            _current = build(get_settings())
+            _current = build(get_settings(), early=early)
         return _current
 
 

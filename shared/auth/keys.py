@@ -3,7 +3,13 @@
 Rules (Microsoft's signing-key-rollover guidance, and RFC 8725's advice not to let tokens drive
 fetches):
 
-- discovery and JWKS are fetched on first use, not at import;
+- discovery and JWKS are fetched on first use, not at import, or ahead of it (`prefetch`, from
+  the start-up warm-up, `shared/warmup.py`): a fresh instance's first request then finds them
+  loaded, or waits for the fetch already under way instead of starting its own. A prefetch that
+  fails leaves the first request to fetch as if none had been tried (it does not count against
+  the cold-retry interval below);
+- the v1 discovery document (for the v1 issuer) is fetched beside the v2 one, and the JWKS as
+  soon as the v2 one names it: a load costs two round trips in series, not three;
 - an unknown `kid` triggers at most one refresh per `min_refresh_interval` (5 minutes), and
   concurrent requests with new kids share that one fetch;
 - the set has a maximum age (`max_age`, 24 hours by default): once Entra last confirmed it longer
@@ -139,6 +145,24 @@ class SigningKeys:
             self._renew()
         return self._usable()
 
+    def prefetch(self) -> bool:
+        """Load the keys now, ahead of the first request (start-up); True once they are loaded.
+
+        Requests that come meanwhile wait for this fetch (the lock) rather than start their own.
+        A failure is logged and forgotten: unlike a request's cold load it does not start the
+        cold-retry interval, so the first request still fetches on demand."""
+        with self._lock:
+            if self._snapshot is not None:
+                return True
+            now = self._clock()
+            try:
+                snapshot = self._fetch(version=1)
+            except _FetchFailed as exc:
+                log.warning("signing keys not fetched at start-up (fetched on demand): %s", exc)
+                return False
+            self._snapshot, self._confirmed_at, self._last_attempt = snapshot, now, now
+        return True
+
     def key(self, kid: str) -> tuple[RSAPublicKey | None, KeySnapshot]:
         """The key for `kid`, refreshing once (rate-limited) when it is unknown."""
         snap = self.current()
@@ -259,16 +283,28 @@ class SigningKeys:
         return None
 
     def _fetch(self, *, version: int) -> KeySnapshot:
+        from concurrent.futures import ThreadPoolExecutor
+
         self.fetches += 1
-        v2 = self._get_json(f"{self._authority}/v2.0/.well-known/openid-configuration")
-        v1 = self._get_json(f"{self._authority}/.well-known/openid-configuration")
-        issuer_v2, issuer_v1, jwks_uri = v2.get("issuer"), v1.get("issuer"), v2.get("jwks_uri")
-        if not (_https(issuer_v2) and _https(issuer_v1) and _https(jwks_uri)):
+        # The v1 document beside the v2 one and the JWKS: only the JWKS waits for a document.
+        # The JWK parser's imports (cryptography, PyJWT) are done meanwhile, off the chain.
+        with ThreadPoolExecutor(2, thread_name_prefix="signing-keys") as beside:
+            beside.submit(_jwk_parser)
+            v1_doc = beside.submit(
+                self._get_json, f"{self._authority}/.well-known/openid-configuration"
+            )
+            v2 = self._get_json(f"{self._authority}/v2.0/.well-known/openid-configuration")
+            issuer_v2, jwks_uri = v2.get("issuer"), v2.get("jwks_uri")
+            if not (_https(issuer_v2) and _https(jwks_uri)):
+                raise _FetchFailed("discovery document lacks issuer or jwks_uri")
+            assert isinstance(issuer_v2, str)
+            assert isinstance(jwks_uri, str)
+            jwks = self._get_json(jwks_uri)
+            issuer_v1 = v1_doc.result().get("issuer")
+        if not _https(issuer_v1):
             raise _FetchFailed("discovery document lacks issuer or jwks_uri")
-        assert isinstance(issuer_v2, str)
         assert isinstance(issuer_v1, str)
-        assert isinstance(jwks_uri, str)
-        keys = _parse_jwks(self._get_json(jwks_uri))
+        keys = _parse_jwks(jwks)
         if not keys:
             raise _FetchFailed("key set holds no usable RSA signing key")
         return KeySnapshot(keys, issuer_v2, issuer_v1, version)
@@ -303,10 +339,16 @@ def _https(value: object) -> bool:
     return isinstance(value, str) and value.startswith("https://")
 
 
-def _parse_jwks(data: dict[str, object]) -> dict[str, RSAPublicKey]:
+def _jwk_parser() -> tuple[type[RSAPublicKey], Callable[[dict[str, object]], object]]:
+    """The RSA public key type and PyJWT's JWK parser, imported on first use."""
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
     from jwt.algorithms import RSAAlgorithm
 
+    return RSAPublicKey, RSAAlgorithm.from_jwk
+
+
+def _parse_jwks(data: dict[str, object]) -> dict[str, RSAPublicKey]:
+    rsa_public_key, from_jwk = _jwk_parser()
     keys: dict[str, RSAPublicKey] = {}
     entries = data.get("keys")
     if not isinstance(entries, list):
@@ -322,9 +364,9 @@ def _parse_jwks(data: dict[str, object]) -> dict[str, RSAPublicKey]:
         ):
             continue
         try:
-            key = RSAAlgorithm.from_jwk(entry)
+            key = from_jwk(entry)
         except Exception:  # noqa: S112 - a malformed entry is skipped, the others still count
             continue
-        if isinstance(key, RSAPublicKey) and key.key_size >= 2048:
+        if isinstance(key, rsa_public_key) and key.key_size >= 2048:
             keys[kid] = key
     return keys

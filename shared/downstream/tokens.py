@@ -10,7 +10,8 @@
   striped locks by key, across instances through a short lock in the store.
 - Client-credential tokens go through MSAL's own cache, on a separate MSAL client, so user and
   application tokens never meet; concurrent callers share one MSAL call (`SingleFlight`).
-- MSAL clients are built on first use: building one fetches the tenant's discovery document.
+- MSAL clients are built on first use, or at start-up (`prepare`, the warm-up): building one
+  fetches the tenant's discovery document.
 - MSAL's answers and exceptions are translated here into `shared.downstream.errors`, once.
 - When Entra throttles or fails (429, 5xx) MSAL backs off: for Retry-After seconds (else 5) it
   answers that client's requests of the same kind itself, without calling Entra. Each MSAL
@@ -196,15 +197,9 @@ class DownstreamTokens:
         self._answers = {True: _Answers(), False: _Answers()}
         self._l1 = TokenCache(settings.obo_cache_size, clock=clock)
         self._l2: SharedTokenCache | None = None
+        self._levels: tuple[CacheLevel, ...] = (self._l1,)
         if store is not None:
-            from shared.downstream.shared_cache import SharedTokenCache
-
-            self._l2 = SharedTokenCache(
-                store, settings.data_key, wait=settings.obo_shared_wait_seconds, clock=clock
-            )
-        self._levels: tuple[CacheLevel, ...] = (
-            (self._l1,) if self._l2 is None else (self._l1, self._l2)
-        )
+            self.attach_store(store)
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._build_lock = threading.Lock()
         self._app_flight: SingleFlight[str] = SingleFlight()
@@ -214,6 +209,18 @@ class DownstreamTokens:
         # Shared by both MSAL clients: in managed-identity mode, one managed-identity token.
         self._credential: Any = None
         self.obo_exchanges = 0  # for tests and benchmarks
+
+    def attach_store(self, store: Store) -> None:
+        """Add the shared store's level (L2). Only before the first lookup: the runtime builds
+        these tokens before the store, so that the start-up warm-up can build the MSAL clients
+        while redis-py is imported (shared/runtime.py)."""
+        from shared.downstream.shared_cache import SharedTokenCache
+
+        settings = self._settings
+        self._l2 = SharedTokenCache(
+            store, settings.data_key, wait=settings.obo_shared_wait_seconds, clock=self._clock
+        )
+        self._levels = (self._l1, self._l2)
 
     @property
     def cached_users(self) -> int:
@@ -253,6 +260,14 @@ class DownstreamTokens:
                 else:
                     self._app_client = client
         return self._obo_client if obo else self._app_client
+
+    def prepare(self) -> None:
+        """Build both MSAL clients now (the start-up warm-up, `shared/warmup.py`), the OBO one
+        first: building one imports msal and fetches the tenant's discovery document, which a
+        fresh instance's first request would otherwise wait for. Raises as a request would
+        (`DownstreamTokenError`); a client that failed to build is built again on demand."""
+        self._client(obo=True)
+        self._client(obo=False)
 
     def for_user(self, incoming_token: str, stale: str | None = None) -> str:
         """A Dataverse token for the user of `incoming_token` (already validated); not

@@ -60,7 +60,9 @@ def test_r1_key_endpoint_down_at_cold_start_is_503_with_retry_after(
 
     entra = faults.entra_requests(entra_mark)
     fetches = key_fetches(entra)
-    assert [(f["status"], bool(f["fault"])) for f in fetches] == [(503, True)]
+    # One attempt: the v2 and v1 discovery documents, asked side by side, both refused.
+    assert [(f["status"], bool(f["fault"])) for f in fetches] == [(503, True)] * 2
+    assert len({f["path"] for f in fetches}) == 2
     assert token_posts(entra) == []
     assert faults.dataverse_requests(dv_mark) == []
 
@@ -207,10 +209,11 @@ def test_r4_a_hundred_concurrent_requests_with_a_new_kid_fetch_keys_once(
         assert "notAParameter" in body["message"]
     assert rt.keys.fetches == fetches_before + 1
     entra = faults.entra_requests(entra_mark)
-    assert [r["path"].rsplit("/", 1)[-1] for r in key_fetches(entra)] == [
-        "openid-configuration",
-        "openid-configuration",
+    # In order of answer: v1, asked beside v2 and the JWKS, may come last.
+    assert sorted(r["path"].rsplit("/", 1)[-1] for r in key_fetches(entra)) == [
         "keys",
+        "openid-configuration",
+        "openid-configuration",
     ]
     assert token_posts(entra) == []
     assert faults.dataverse_requests(dv_mark) == []

@@ -2,10 +2,11 @@
 session's emulators (and store, when the stack has one).
 
 `instances(k, **settings)` starts k API host processes on free ports (devstack/instances.py),
-cold (nothing fetched, nothing cached), with the stack's settings in their environment and
-`settings` over them (`NAME=None` removes one, e.g. `REDIS_URL=None` for instances without the
-store). It returns once each answers; every process it started is stopped and reaped when the
-test ends, pass or fail. `api` is tests/api's fixture: tokens, the emulators' request logs.
+cold (nothing cached; each fetches keys and discovery as it starts, shared/warmup.py), with the
+stack's settings in their environment and `settings` over them (`NAME=None` removes one, e.g.
+`REDIS_URL=None` for instances without the store). It returns once each answers; every process
+it started is stopped and reaped when the test ends, pass or fail. `api` is tests/api's fixture:
+tokens, the emulators' request logs.
 """
 
 from __future__ import annotations

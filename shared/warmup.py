@@ -1,0 +1,116 @@
+"""The start-up warm-up: fetch what a fresh instance's first request would otherwise wait for.
+
+A cold start in Azure is a request waiting for a new instance. Before the worker hands that
+instance any request it imports `function_app` (to index the functions); `function_app.py` calls
+`start()` last, which starts one daemon thread and returns, so the import stays as cheap as it
+was (`make bench`, P5). The thread, while the host finishes starting and the first request
+comes in:
+
+1. builds the runtime (`shared.runtime`: settings, and the imports of requests, redis-py...);
+   as soon as the signing keys and the downstream tokens exist in it, before the rest is built
+   (the store, whose redis-py import is the slowest), it starts, each on a thread of its own,
+   loading the keys (`SigningKeys.prefetch`: the OpenID discovery documents and the JWKS,
+   parsed, which imports cryptography and the JWK parser) and building the MSAL clients
+   (`DownstreamTokens.prepare`: msal imported, the tenant's discovery document fetched, the
+   On-Behalf-Of client first): they head the chain a first request waits for;
+2. once the runtime is built, connects to the shared store when there is one.
+
+A request that comes meanwhile waits for the work under way (the runtime's lock, the keys' lock,
+the MSAL clients' build lock) rather than starting the same fetch again: nothing is fetched
+twice, and whatever is left of the warm-up is all the first request waits for before its own
+round trips (the On-Behalf-Of exchange and Dataverse). `make bench`, P11, measures it.
+
+Nothing here can fail the start or a request. Without settings (tooling importing the app,
+`make bench`'s P5) it does nothing. A fetch that fails is logged (the reason, never a value) and
+left to the first request, which fetches on demand exactly as without the warm-up: a failed
+prefetch does not start the keys' cold-retry interval, and an MSAL client that failed to build
+is built again when first needed.
+
+Not warmed: a connection to Dataverse (opening one takes a Dataverse request, which counts
+against the service-protection limits) and tokens (there is no caller to exchange for yet).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shared.auth.keys import SigningKeys
+    from shared.downstream.tokens import DownstreamTokens
+    from shared.runtime import Runtime
+
+log = logging.getLogger("central_api.warmup")
+
+THREAD_NAME = "central-api-warmup"
+
+_started = threading.Event()
+
+
+def start() -> threading.Thread | None:
+    """Warm up on a daemon thread (once per process); the thread, or None if already started."""
+    if _started.is_set():
+        return None
+    _started.set()
+    thread = threading.Thread(target=warm, name=THREAD_NAME, daemon=True)
+    thread.start()
+    return thread
+
+
+def warm() -> None:
+    """Build the runtime; keys and MSAL clients as soon as they exist, then the store beside."""
+    from shared.runtime import runtime
+    from shared.settings import SettingsError
+
+    started: list[threading.Thread] = []
+
+    def early(keys: SigningKeys, downstream: DownstreamTokens) -> None:
+        # As soon as they exist, while the rest of the runtime (redis-py...) is built.
+        for name, step in (("keys", keys.prefetch), ("msal", lambda: _msal(downstream))):
+            thread = threading.Thread(
+                target=_guarded, args=(name, step), name=f"{THREAD_NAME}-{name}", daemon=True
+            )
+            thread.start()
+            started.append(thread)
+
+    try:
+        rt = runtime(early=early)
+    except SettingsError:
+        log.debug("no warm-up: the settings are missing or invalid (the first request says why)")
+        return
+    except Exception as exc:
+        # Whatever it is, a background task must not die noisily or take the start with it:
+        # the first request builds the runtime again and reports the failure where it belongs.
+        log.warning("no warm-up: the runtime could not be built: %s", type(exc).__name__)
+        return
+    if not started:  # a request built the runtime first (it may be fetching them already)
+        early(rt.keys, rt.downstream)
+    _guarded("store", lambda: _store(rt))
+    for thread in started:
+        thread.join()
+
+
+def _guarded(step: str, action: Callable[[], object]) -> None:
+    """Run one step; whatever it raises is logged (its kind only) and goes no further. The
+    steps report their expected failures themselves; this is for the unexpected, such as the
+    store being closed under the ping when the runtime is reset (tests)."""
+    try:
+        action()
+    except Exception as exc:
+        log.warning("warm-up step %s failed: %s", step, type(exc).__name__)
+
+
+def _msal(downstream: DownstreamTokens) -> None:
+    from shared.downstream.errors import DownstreamTokenError
+
+    try:
+        downstream.prepare()
+    except DownstreamTokenError as exc:
+        log.warning("MSAL clients not built at start-up (built on demand): %s", exc)
+
+
+def _store(rt: Runtime) -> None:
+    if rt.store is not None and not rt.store.ping():
+        log.warning("the shared store did not answer at start-up")
