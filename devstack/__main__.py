@@ -156,7 +156,7 @@ def _spa(settings: dict[str, str]) -> str:
 
 
 def _latency(settings: dict[str, str]) -> str:
-    """The emulators' latency profile for the banner (README, "Latency profiles")."""
+    """The emulators' latency profile for the banner (docs/devstack.md, "Latency profiles")."""
     profile = settings.get("DEVSTACK_LATENCY", "none")
     seed = settings.get("DEVSTACK_LATENCY_SEED")
     if profile == "none":

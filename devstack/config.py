@@ -27,12 +27,12 @@ from devstack.tenant import Tenant
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The demo tenant's rate limits (README, "Rate limits"). `demo-dealer` is the dealer-sync batch
-# integration's subscription: 300 calls a minute is at most 1,800 of the 6,000 requests per
-# 5 minutes that Dataverse allows the API's one application user, which every application-mode
-# caller shares. `demo-portal` is not limited: the banner's commands, the test suite and
-# `make bench` (P6: 50 clients for 30 s) all call with its key. `RATE_LIMITS` in the environment
-# of `make run` replaces this, to watch a limit at work.
+# The demo tenant's rate limits (docs/operations.md, "Rate limits"). `demo-dealer` is the
+# dealer-sync batch integration's subscription: 300 calls a minute is at most 1,800 of the 6,000
+# requests per 5 minutes that Dataverse allows the API's one application user, which every
+# application-mode caller shares. `demo-portal` is not limited: the banner's commands, the test
+# suite and `make bench` (P6: 50 clients for 30 s) all call with its key. `RATE_LIMITS` in the
+# environment of `make run` replaces this, to watch a limit at work.
 DEMO_RATE_LIMITS = {"demo-dealer": {"calls": 300, "period": 60}}
 
 # How the API proves itself to Entra in the dev stack (API_CLIENT_CREDENTIAL).

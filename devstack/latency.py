@@ -147,7 +147,7 @@ def _milliseconds(data: Mapping[str, Any], name: str) -> float:
 NO_DELAY = Delay.fixed(0.0)
 
 # The azure profile, per emulator and endpoint class: Delay(median, p95, min, max) in ms.
-# Sources and reasoning: README.md, "Latency profiles". Reads and the metadata documents are
+# Sources and reasoning: docs/devstack.md, "Latency profiles". Reads and the metadata documents are
 # assumptions (no published measurement was found); the token endpoint and writes are from the
 # published figures cited there.
 AZURE: dict[str, dict[str, Delay]] = {

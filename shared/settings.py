@@ -2,7 +2,7 @@
 
 Azure delivers app settings as environment variables; Core Tools loads `local.settings.json`
 into the environment; the dev stack exports `.devstack/stack.env`. Every setting is listed in
-`local.settings.json.example` and the README.
+`local.settings.json.example` and docs/operations.md (Settings).
 """
 
 from __future__ import annotations

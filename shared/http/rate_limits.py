@@ -24,7 +24,7 @@ the end of one window and again at the start of the next gets up to 2 x `calls` 
 either a log of every admitted call (O(`calls`) memory per subscription, 6,000 entries for a
 limit sized to Dataverse's budget) or an estimate from two windows, which is not exact; neither
 is worth it for a limit that guards a 5-minute budget. Choose `calls` so that twice it still
-leaves room (README, "Rate limits").
+leaves room (docs/operations.md, "Rate limits").
 
 **One interface, two counters** (`Counter.hit(name, calls, period_ms) -> Hit | None`):
 

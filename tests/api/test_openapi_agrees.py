@@ -1,7 +1,8 @@
-"""Issue 16: the OpenAPI document says what the API does, and so does the README.
+"""Issue 16: the OpenAPI document says what the API does, and so does the client guide
+(docs/clients.md).
 
 - A record the caller may not see is 404 `not_found` (settled by issue 10): the API answers
-  it, the document's 404 and 403 responses say so, and so does the README's errors table.
+  it, the document's 404 and 403 responses say so, and so does the client guide's errors table.
 - `upper` text fields (VIN, registration number) take lower case: a body the document's schema
   accepts is accepted, and stored upper case.
 """
@@ -29,7 +30,7 @@ def doc(api: Api) -> dict[str, Any]:
 
 
 def _readme_row(code: str) -> str:
-    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    lines = (ROOT / "docs" / "clients.md").read_text(encoding="utf-8").splitlines()
     return next(line for line in lines if line.startswith("| ") and f"| `{code}` |" in line)
 
 

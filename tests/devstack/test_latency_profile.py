@@ -434,8 +434,8 @@ def test_an_emulator_started_with_azure_restores_azure() -> None:
 
 
 def test_the_readme_table_gives_the_profiles_figures() -> None:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("### Latency profiles", 1)[1].split("\n## ", 1)[0]
+    text = (ROOT / "docs" / "devstack.md").read_text(encoding="utf-8")
+    section = text.split("## Latency profiles", 1)[1].split("\n## ", 1)[0]
     names = {"Entra ID": "entra", "Dataverse": "dataverse"}
     documented: dict[tuple[str, str], list[str]] = {}
     for line in section.splitlines():

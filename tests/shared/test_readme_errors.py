@@ -1,6 +1,6 @@
-"""The README's errors tables list every code a client can get, with its status: the codes and
-statuses come from the error classes and `MAPPINGS`, so a new error class fails here until the
-README documents it."""
+"""The client guide's errors tables (docs/clients.md) list every code a client can get, with its
+status: the codes and statuses come from the error classes and `MAPPINGS`, so a new error class
+fails here until the guide documents it."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ _ROW = re.compile(r"^\| (\d{3}) \| `([a-z_]+)` \|", re.MULTILINE)
 
 
 def _documented() -> set[tuple[int, str]]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "clients.md").read_text(encoding="utf-8")
     return {(int(status), code) for status, code in _ROW.findall(text)}
 
 
@@ -38,5 +38,5 @@ def _classes() -> list[type[Exception]]:
 def test_every_error_code_is_in_the_readme_errors_table(cls: type[Exception]) -> None:
     code = cls.code
     assert (EXPECTED[cls.__name__], code) in _documented(), (
-        f"README.md's errors tables have no row | {EXPECTED[cls.__name__]} | `{code}` |"
+        f"docs/clients.md's errors tables have no row | {EXPECTED[cls.__name__]} | `{code}` |"
     )

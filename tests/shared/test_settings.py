@@ -122,9 +122,9 @@ def _example_values() -> dict[str, str]:
 
 
 def _readme_rows() -> dict[str, str]:
-    """The README's settings tables: setting name -> its table row."""
+    """The operators' guide's settings tables (docs/operations.md): setting name -> its row."""
     rows: dict[str, str] = {}
-    for line in (ROOT / "README.md").read_text().splitlines():
+    for line in (ROOT / "docs" / "operations.md").read_text().splitlines():
         match = re.match(r"\| `([A-Za-z][A-Za-z0-9_]+)` \|", line)
         if match:
             rows[match.group(1)] = line
@@ -137,13 +137,13 @@ def test_every_setting_is_in_the_example_and_the_readme() -> None:
     rows = _readme_rows()
     for name in sorted(documented):
         assert name in example, name
-        assert name in rows, f"{name} has no row in the README's settings tables"
+        assert name in rows, f"{name} has no row in docs/operations.md's settings tables"
     stale = set(example) - documented
     assert not stale, f"the example lists settings nothing reads: {sorted(stale)}"
 
 
 def _shown(value: object) -> str:
-    """A default as the example and the README write it."""
+    """A default as the example and docs/operations.md write it."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float) and value.is_integer():
