@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,12 @@ class RunningStack:
     def stop(self) -> None:
         if self.api_hosts is not None:
             self.api_hosts.stop()
+        # The in-process API host's runtime holds an aiohttp session on the host's event loop:
+        # close it while that loop still runs, or it warns at exit (the Functions worker's
+        # process simply ends; ours goes on, or shuts down with a traceback).
+        runtime = sys.modules.get("shared.runtime")
+        if runtime is not None:
+            runtime.reset()
         for server in reversed(self._servers):
             server.stop()
         if self.valkey is not None:
