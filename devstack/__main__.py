@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -52,6 +53,7 @@ def _run(args: argparse.Namespace) -> int:
             api_instances=count,
             latency=latency,
             credential=credential,
+            host_settings=_as_deployed(),
         )
     except (HostStartError, HostConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -129,15 +131,26 @@ def _credential(settings: dict[str, str]) -> str:
     return f"{mode}   (DEVSTACK_API_CLIENT_CREDENTIAL=managed-identity is the default)"
 
 
+def _as_deployed() -> dict[str, str]:
+    """The API hosts' thread count and per-instance concurrency as the operators' guide deploys
+    them (`RECOMMENDED`), where the environment does not set them: `make run` shows the API as
+    it runs in Azure, not as an unconfigured Flex Consumption app would (1 request at a time)."""
+    from devstack.host import RECOMMENDED
+
+    return {k: v for k, v in RECOMMENDED.environment().items() if k not in os.environ}
+
+
 def _limits_lines(limits: InstanceLimits) -> str:
-    from devstack.host import CONCURRENCY_SETTING, THREADS_SETTING
+    from devstack.host import CONCURRENCY_SETTING, RECOMMENDED, THREADS_SETTING
 
     threads = f"{limits.thread_count:<4}({THREADS_SETTING}"
     threads += ")" if limits.threads is not None else " unset: the worker's default)"
+    deployed = limits == RECOMMENDED
     return (
         f"\n   Threads per host    {threads}"
         f"\n   Requests at once    {limits.concurrency} per host, the rest wait"
         f"   ({CONCURRENCY_SETTING})"
+        + ("\n                       as docs/operations.md deploys the API" if deployed else "")
     )
 
 

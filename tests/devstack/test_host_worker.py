@@ -305,3 +305,23 @@ def test_the_banner_names_the_workers_default_when_unset(stack: RunningStack) ->
     assert (
         f"Threads per host    {threads:<4}({THREADS_SETTING} unset: the worker's default)" in text
     )
+
+
+def test_make_run_runs_the_hosts_as_deployed_unless_the_environment_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from devstack.__main__ import _as_deployed
+    from devstack.host import RECOMMENDED
+
+    monkeypatch.delenv(THREADS_SETTING, raising=False)
+    monkeypatch.delenv(CONCURRENCY_SETTING, raising=False)
+    assert _as_deployed() == RECOMMENDED.environment()
+    monkeypatch.setenv(CONCURRENCY_SETTING, "1")  # an unconfigured Flex Consumption app
+    assert _as_deployed() == {THREADS_SETTING: str(RECOMMENDED.threads)}
+
+
+def test_the_banner_says_when_the_hosts_run_as_deployed(stack: RunningStack) -> None:
+    from devstack.host import RECOMMENDED
+
+    assert "as docs/operations.md deploys the API" in banner(stack.settings, RECOMMENDED)
+    assert "as docs/operations.md deploys the API" not in banner(stack.settings, InstanceLimits())
