@@ -3,23 +3,31 @@
 One API host runs as an Azure instance does: its own OS process (`devstack/instances.py`),
 started for each configuration, with the per-instance HTTP concurrency (`DEVSTACK_HTTP_CONCURRENCY`)
 and the worker's thread count (`PYTHON_THREADPOOL_THREAD_COUNT`) of that configuration. The
-emulators run in the bench's process (the `stack`), under the azure latency profile
-(`/_emulator/latency`, devstack/latency.py: a Dataverse read about 94 ms on average), with
+emulators and the shared store run in a process of their own (`bench.p10_emulators`: a spawned
+child with the Entra and Dataverse emulators, and its valkey-server), under the azure latency
+profile (`/_emulator/latency`, devstack/latency.py: a Dataverse read about 94 ms on average), with
 Dataverse's service-protection limits raised for the run. The clients are asyncio tasks in the
-bench's process (aiohttp, one kept-alive connection each): as many as the instance's concurrency,
-in a closed loop, each sending Alice's next request as soon as the last is answered: a single
-customer or a page of ten, one Dataverse read each. The first seconds are a warm-up (the one
-On-Behalf-Of exchange, connections to Dataverse) and are not counted.
+bench's process (aiohttp, one kept-alive connection each, about 0.5 ms of CPU a request): as many
+as the instance's concurrency, in a closed loop, each sending Alice's next request as soon as the
+last is answered: a single customer or a page of ten, one Dataverse read each. The first seconds
+are a warm-up (the one On-Behalf-Of exchange, connections to Dataverse) and are not counted.
 
-The figure is throughput ÷ ideal, where
+The figure is throughput ÷ the lowest of
 
-- ideal = concurrency ÷ the mean emulated Dataverse latency: every request in flight waits on
+- the ideal: concurrency ÷ the mean emulated Dataverse latency: every request in flight waits on
   Dataverse all the time, nothing waits for anything else. The mean is what the emulator added
   to the reads of the measured window (its request log's `latency_ms`), not the profile's mean;
-- capped by what the CPU allows: the API process's CPU time per request (utime + stime of the
-  host process, `/proc/<pid>/stat`, over the measured window ÷ requests answered in it) against
-  one core, what a 2,048 MB Flex Consumption instance has (and what one Python process's GIL
-  lets Python code use). The cap is shown; when it binds, the figure measures CPU, not waiting.
+- what the machine's cores allow all the run's processes together: cores (`sched_getaffinity`)
+  ÷ the sum of their CPU milliseconds per request. Each process's is its utime + stime
+  (`/proc/<pid>/stat`, all its threads; the clients' `time.process_time()`) over the measured
+  window ÷ the requests answered in it: the API host, the emulators, the store, the clients;
+- what one core allows each process alone: 1 core ÷ its CPU per request. Each is one Python
+  process (one GIL: Python code on one core at a time) or valkey-server (commands on one thread).
+
+Which of them bound the figure is printed beside it, and every process's CPU per request under
+the table, with what other work on the machine used of its cores (`/proc/stat`). In Azure the
+emulators and clients are not on the instance: there the cap is the instance's vCPUs (one at
+2,048 MB, and the one GIL of the worker) ÷ the API's CPU per request alone.
 
 Configurations, side by side in one run, each at concurrency 16 and 64 (the shipped one at 32
 too, reported: where the README's recommendation comes from):
