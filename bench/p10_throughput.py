@@ -25,7 +25,8 @@ The figure is throughput ÷ the lowest of
   process (one GIL: Python code on one core at a time) or valkey-server (commands on one thread).
 
 Which of them bound the figure is printed beside it, and every process's CPU per request under
-the table, with what other work on the machine used of its cores (`/proc/stat`). In Azure the
+the table, with what other work on the machine used of its cores (`/proc/stat`) and how long
+the API's threads waited for a CPU while runnable (`/proc/<pid>/task/*/schedstat`). In Azure the
 emulators and clients are not on the instance: there the cap is the instance's vCPUs (one at
 2,048 MB, and the one GIL of the worker) ÷ the API's CPU per request alone.
 
@@ -44,6 +45,7 @@ functions. Targets (≥ 0.85) apply to the shipped configuration; the others are
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import statistics
 import time
@@ -102,6 +104,7 @@ class Measured:
     reads: int  # Dataverse reads in the window
     cores: int  # the machine's, shared by every process of the run
     machine_busy_seconds: float  # every CPU's non-idle time in the window, ours and others'
+    api_wait_seconds: float  # the API's threads' time runnable but waiting for a CPU
 
     @property
     def throughput(self) -> float:
@@ -159,9 +162,11 @@ class Measured:
             for p in self.cpu_seconds
         )
         others = (self.machine_busy_seconds - sum(self.cpu_seconds.values())) / self.seconds
+        wait_ms = self.api_wait_seconds * 1000 / max(1, self.answered)
         return (
             f"CPU per request: {parts}; together {self.total_cpu_ms:.2f} ms; other work on the "
-            f"machine used {max(0.0, others):.2f} of its {self.cores} cores"
+            f"machine used {max(0.0, others):.2f} of its {self.cores} cores; the API's threads "
+            f"waited {wait_ms:.2f} ms per request for a CPU"
         )
 
 
@@ -174,6 +179,15 @@ def process_cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
     fields = stat[stat.rindex(")") + 2 :].split()  # after the command, which may hold spaces
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def run_queue_wait_seconds(pid: int) -> float:
+    """Time `pid`'s threads were runnable but not running (`/proc/<pid>/task/*/schedstat`)."""
+    waited = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            waited += int((task / "schedstat").read_text(encoding="ascii").split()[1])
+    return waited / 1e9
 
 
 def machine_busy_seconds() -> float:
@@ -317,6 +331,7 @@ class Scenario:
                 if self.emulators.valkey_pid:
                     cpu["store"] = process_cpu_seconds(self.emulators.valkey_pid)
                 cpu["machine"] = machine_busy_seconds()
+                cpu["api wait"] = run_queue_wait_seconds(instance.pid)
                 marks[which] = (cpu, self.emulators.last_seq())
 
             answered, errors, window = asyncio.run(
@@ -341,6 +356,7 @@ class Scenario:
             len(reads),
             len(os.sched_getaffinity(0)),
             end["machine"] - start["machine"],
+            end["api wait"] - start["api wait"],
         )
 
 
