@@ -100,6 +100,11 @@ class ValkeyServer:
         return self.folder / "valkey.log"
 
     @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (for a benchmark reading its CPU time)."""
+        return self._process.pid if self.running and self._process else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
