@@ -15,6 +15,8 @@ Consumption's per-instance concurrency), at most 8 requests in progress per call
   always in flight (a client that ignores `Retry-After`). Dataverse throttles every read of that
   record: it takes 2 s to answer 429 with `Retry-After: 15` (a fault rule of the emulator, as in
   tests/faults/test_review_fairness.py: a busy Dataverse protecting itself from one caller).
+  Bob's client runs at a lower priority (niceness 10): it is on this machine only because the
+  bench has one, and in Azure it would spend none of the instance's CPU.
 
 Alice's requests alone, then again while Bob's flood runs (after 1.5 s to build up); the
 figure is the p99 of her latencies under the flood ÷ her p99 alone (target ≤ 1.5). Reported
