@@ -231,27 +231,62 @@ _LOCAL = "A-Za-z0-9._%+-"
 _EMAIL = re.compile(rf"(?<![{_LOCAL}])[{_LOCAL}]++@[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)+")
 
 
+# Names whose values are credentials (`ocp-apim-subscription-key` holds `subscription-key`).
+_CREDENTIAL_NAMES = (
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "client_secret",
+    "client_assertion",
+    "assertion",
+    "password",
+    "subscription-key",
+    "authorization",
+)
+
+
 def _jwt(match: re.Match[str]) -> str:
     text = match.group()
     return "[jwt]" if "." in text else text
 
 
-_PATTERNS: tuple[tuple[re.Pattern[str], Replacement], ...] = (
-    (_JWT, _jwt),
-    (re.compile(r"(?i)\b(bearer|basic)\s++[A-Za-z0-9\-._~+/]++=*+"), r"\1 [redacted]"),
+# Each pattern with the words it cannot match without (any one of them), so that `scrub`, run on
+# every log record, tries a regex only where it could match: most records (one per request) hold
+# none of these words, and substring tests are far cheaper than regex scans. For the `(?i)`
+# patterns the words are lower case and the test is made on ASCII text only: there `(?i)` means
+# ASCII case, while in other text it also matches other characters (U+017F for "s"), so
+# non-ASCII text is always scanned.
+_PATTERNS: tuple[tuple[tuple[str, ...], bool, re.Pattern[str], Replacement], ...] = (
+    (("eyJ",), False, _JWT, _jwt),
+    (
+        ("bearer", "basic"),
+        True,
+        re.compile(r"(?i)\b(bearer|basic)\s++[A-Za-z0-9\-._~+/]++=*+"),
+        r"\1 [redacted]",
+    ),
     # Everything from a `?` that starts a query string to the next whitespace.
-    (re.compile(r"\?[^\s?=]*+=\S*+"), "?[query]"),
-    (_EMAIL, "[email]"),
+    (("?",), False, re.compile(r"\?[^\s?=]*+=\S*+"), "?[query]"),
+    (("@",), False, _EMAIL, "[email]"),
     # `name=value`, `"name": "value"` for names that hold credentials.
     (
+        _CREDENTIAL_NAMES,
+        True,
         re.compile(
-            r"(?i)\b(access_token|refresh_token|id_token|client_secret|client_assertion|"
-            r"assertion|password|subscription-key|ocp-apim-subscription-key|authorization)"
+            rf"(?i)\b(ocp-apim-subscription-key|{'|'.join(_CREDENTIAL_NAMES)})"
             r"(['\"]?+\s*+[:=]\s*+['\"]?+)[^\s'\"&,}]++"
         ),
         r"\1\2[redacted]",
     ),
 )
+
+
+def _may_match(text: str, words: tuple[str, ...], ignore_case: bool) -> bool:
+    if not ignore_case:
+        return any(word in text for word in words)
+    if not text.isascii():
+        return True
+    lowered = text.lower()
+    return any(word in lowered for word in words)
 
 
 class Redactor:
@@ -270,8 +305,9 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, "[secret]")
-        for pattern, replacement in _PATTERNS:
-            text = pattern.sub(replacement, text)
+        for words, ignore_case, pattern, replacement in _PATTERNS:
+            if _may_match(text, words, ignore_case):
+                text = pattern.sub(replacement, text)
         return text
 
     def clean(self, record: logging.LogRecord) -> None:
