@@ -13,7 +13,11 @@ comes in:
    parsed, which imports cryptography and the JWK parser) and building the MSAL clients
    (`DownstreamTokens.prepare`: msal imported, the tenant's discovery document fetched, the
    On-Behalf-Of client first): they head the chain a first request waits for;
-2. once the runtime is built, connects to the shared store when there is one.
+2. once the runtime is built, prepares the async Dataverse client on a thread of its own
+   (`DataverseClient.prepare`: aiohttp imported, the TLS context and its CA bundle loaded) and
+   connects to the shared store when there is one (with the AEAD cipher the shared token cache
+   seals tokens with imported): what the first request did in series before its Dataverse call
+   and after its On-Behalf-Of exchange.
 
 A request that comes meanwhile waits for the work under way (the runtime's lock, the keys' lock,
 the MSAL clients' build lock) rather than starting the same fetch again: nothing is fetched
@@ -26,8 +30,9 @@ left to the first request, which fetches on demand exactly as without the warm-u
 prefetch does not start the keys' cold-retry interval, and an MSAL client that failed to build
 is built again when first needed.
 
-Not warmed: a connection to Dataverse (opening one takes a Dataverse request, which counts
-against the service-protection limits) and tokens (there is no caller to exchange for yet).
+Not warmed: a connection to Dataverse (it belongs to the worker's event loop, which this thread
+cannot use, and opening one through aiohttp takes a Dataverse request, which counts against the
+service-protection limits) and tokens (there is no caller to exchange for yet).
 """
 
 from __future__ import annotations
@@ -87,6 +92,14 @@ def warm() -> None:
         return
     if not started:  # a request built the runtime first (it may be fetching them already)
         early(rt.keys, rt.downstream)
+    dataverse = threading.Thread(
+        target=_guarded,
+        args=("dataverse", rt.dataverse.prepare),
+        name=f"{THREAD_NAME}-dataverse",
+        daemon=True,
+    )
+    dataverse.start()
+    started.append(dataverse)
     _guarded("store", lambda: _store(rt))
     for thread in started:
         thread.join()
@@ -112,5 +125,10 @@ def _msal(downstream: DownstreamTokens) -> None:
 
 
 def _store(rt: Runtime) -> None:
-    if rt.store is not None and not rt.store.ping():
+    if rt.store is None:
+        return
+    # The shared token cache seals the first exchange's token with it, in the request.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: F401
+
+    if not rt.store.ping():
         log.warning("the shared store did not answer at start-up")
