@@ -50,9 +50,7 @@ def test_a_failure_to_prepare_is_logged_and_goes_no_further(
     monkeypatch.setattr("shared.runtime.runtime", lambda early=None: fake_runtime(dataverse))
     with caplog.at_level("WARNING", logger="central_api.warmup"):
         warmup.warm()
-    assert [r.getMessage() for r in caplog.records] == [
-        "warm-up step dataverse failed: OSError"
-    ]
+    assert [r.getMessage() for r in caplog.records] == ["warm-up step dataverse failed: OSError"]
 
 
 def test_prepare_loads_the_ca_bundle_once_for_every_session(
