@@ -13,11 +13,14 @@ comes in:
    parsed, which imports cryptography and the JWK parser) and building the MSAL clients
    (`DownstreamTokens.prepare`: msal imported, the tenant's discovery document fetched, the
    On-Behalf-Of client first): they head the chain a first request waits for;
-2. once the runtime is built, prepares the async Dataverse client on a thread of its own
-   (`DataverseClient.prepare`: aiohttp imported, the TLS context and its CA bundle loaded) and
-   connects to the shared store when there is one (with the AEAD cipher the shared token cache
-   seals tokens with imported): what the first request did in series before its Dataverse call
-   and after its On-Behalf-Of exchange.
+2. once the runtime is built, connects to the shared store when there is one (and imports the
+   AEAD cipher the shared token cache seals the first exchange's token with, in the request);
+3. once the keys and the MSAL clients are ready, prepares the async Dataverse client
+   (`DataverseClient.prepare`: aiohttp imported, the TLS context and its CA bundle loaded),
+   which the first request did in series between its On-Behalf-Of exchange and its Dataverse
+   call. Last, because imports are CPU under one GIL: on a host started under an import trace
+   (P11, a busy machine) aiohttp's import took about 100 ms, CPU that the keys and MSAL, which
+   the first request needs first, would otherwise share.
 
 A request that comes meanwhile waits for the work under way (the runtime's lock, the keys' lock,
 the MSAL clients' build lock) rather than starting the same fetch again: nothing is fetched
@@ -92,17 +95,12 @@ def warm() -> None:
         return
     if not started:  # a request built the runtime first (it may be fetching them already)
         early(rt.keys, rt.downstream)
-    dataverse = threading.Thread(
-        target=_guarded,
-        args=("dataverse", rt.dataverse.prepare),
-        name=f"{THREAD_NAME}-dataverse",
-        daemon=True,
-    )
-    dataverse.start()
-    started.append(dataverse)
     _guarded("store", lambda: _store(rt))
     for thread in started:
         thread.join()
+    # Last: a first request needs aiohttp only after its On-Behalf-Of exchange, and imports
+    # are CPU under one GIL, so importing it sooner would slow the keys' and MSAL's own.
+    _guarded("dataverse", rt.dataverse.prepare)
 
 
 def _guarded(step: str, action: Callable[[], object]) -> None:

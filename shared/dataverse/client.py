@@ -173,10 +173,11 @@ class DataverseClient:
 
     def prepare(self) -> None:
         """Import aiohttp and build the TLS context every async session uses (the start-up
-        warm-up, `shared/warmup.py`): both take tens of milliseconds, which a fresh instance's
-        first request would otherwise spend in series before its Dataverse call. The
-        connection itself is not opened: it belongs to the worker's event loop, which the
-        warm-up thread cannot use."""
+        warm-up, `shared/warmup.py`, once the keys and MSAL are ready): both take tens of
+        milliseconds of CPU, which a fresh instance's first request spent in series after its
+        On-Behalf-Of exchange and before its Dataverse call. The connection itself is not
+        opened early: it belongs to the worker's event loop, and opening one through aiohttp
+        takes a request."""
         import aiohttp  # noqa: F401 - imported now, used by the first async request
 
         self._tls_context()

@@ -6,6 +6,7 @@ prepare never fails the warm-up."""
 from __future__ import annotations
 
 import ssl
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -41,6 +42,30 @@ def test_the_warm_up_prepares_the_async_dataverse_client(monkeypatch: pytest.Mon
     monkeypatch.setattr("shared.runtime.runtime", lambda early=None: fake_runtime(dataverse))
     warmup.warm()
     assert dataverse.calls == 1
+
+
+def test_the_dataverse_client_is_prepared_after_the_keys_and_msal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    done: list[str] = []
+    seen: list[list[str]] = []
+
+    def slow(name: str) -> Any:
+        def step() -> None:
+            time.sleep(0.05)
+            done.append(name)
+
+        return step
+
+    rt = SimpleNamespace(
+        keys=SimpleNamespace(prefetch=slow("keys")),
+        downstream=SimpleNamespace(prepare=slow("msal")),
+        dataverse=SimpleNamespace(prepare=lambda: seen.append(sorted(done))),
+        store=None,
+    )
+    monkeypatch.setattr("shared.runtime.runtime", lambda early=None: rt)
+    warmup.warm()
+    assert seen == [["keys", "msal"]]
 
 
 def test_a_failure_to_prepare_is_logged_and_goes_no_further(
