@@ -13,7 +13,14 @@ comes in:
    parsed, which imports cryptography and the JWK parser) and building the MSAL clients
    (`DownstreamTokens.prepare`: msal imported, the tenant's discovery document fetched, the
    On-Behalf-Of client first): they head the chain a first request waits for;
-2. once the runtime is built, connects to the shared store when there is one.
+2. once the runtime is built, connects to the shared store when there is one (and imports the
+   AEAD cipher the shared token cache seals the first exchange's token with, in the request);
+3. once the keys and the MSAL clients are ready, prepares the async Dataverse client
+   (`DataverseClient.prepare`: aiohttp imported, the TLS context and its CA bundle loaded),
+   which the first request did in series between its On-Behalf-Of exchange and its Dataverse
+   call. Last, because imports are CPU under one GIL: on a host started under an import trace
+   (P11, a busy machine) aiohttp's import took about 100 ms, CPU that the keys and MSAL, which
+   the first request needs first, would otherwise share.
 
 A request that comes meanwhile waits for the work under way (the runtime's lock, the keys' lock,
 the MSAL clients' build lock) rather than starting the same fetch again: nothing is fetched
@@ -26,8 +33,9 @@ left to the first request, which fetches on demand exactly as without the warm-u
 prefetch does not start the keys' cold-retry interval, and an MSAL client that failed to build
 is built again when first needed.
 
-Not warmed: a connection to Dataverse (opening one takes a Dataverse request, which counts
-against the service-protection limits) and tokens (there is no caller to exchange for yet).
+Not warmed: a connection to Dataverse (it belongs to the worker's event loop, which this thread
+cannot use, and opening one through aiohttp takes a Dataverse request, which counts against the
+service-protection limits) and tokens (there is no caller to exchange for yet).
 """
 
 from __future__ import annotations
@@ -90,6 +98,9 @@ def warm() -> None:
     _guarded("store", lambda: _store(rt))
     for thread in started:
         thread.join()
+    # Last: a first request needs aiohttp only after its On-Behalf-Of exchange, and imports
+    # are CPU under one GIL, so importing it sooner would slow the keys' and MSAL's own.
+    _guarded("dataverse", rt.dataverse.prepare)
 
 
 def _guarded(step: str, action: Callable[[], object]) -> None:
@@ -112,5 +123,10 @@ def _msal(downstream: DownstreamTokens) -> None:
 
 
 def _store(rt: Runtime) -> None:
-    if rt.store is not None and not rt.store.ping():
+    if rt.store is None:
+        return
+    # The shared token cache seals the first exchange's token with it, in the request.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: F401
+
+    if not rt.store.ping():
         log.warning("the shared store did not answer at start-up")

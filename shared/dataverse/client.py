@@ -169,6 +169,27 @@ class DataverseClient:
         ] = weakref.WeakKeyDictionary()
         self._async_lock = threading.Lock()
         self._async_opened = 0
+        self._tls: ssl.SSLContext | None = None
+
+    def prepare(self) -> None:
+        """Import aiohttp and build the TLS context every async session uses (the start-up
+        warm-up, `shared/warmup.py`, once the keys and MSAL are ready): both take tens of
+        milliseconds of CPU, which a fresh instance's first request spent in series after its
+        On-Behalf-Of exchange and before its Dataverse call. The connection itself is not
+        opened early: it belongs to the worker's event loop, and opening one through aiohttp
+        takes a request."""
+        import aiohttp  # noqa: F401 - imported now, used by the first async request
+
+        self._tls_context()
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """One TLS context for every loop's session: loading the CA bundle is the slow part,
+        and an `SSLContext` is not bound to a loop."""
+        with self._async_lock:
+            if self._tls is None:
+                bundle = os.environ.get("REQUESTS_CA_BUNDLE")
+                self._tls = ssl.create_default_context(cafile=bundle)
+            return self._tls
 
     def connections_opened(self) -> int:
         """How many connections the pools have opened so far, sync and async (for benchmarks
@@ -353,11 +374,8 @@ class DataverseClient:
 
         counting = aiohttp.TraceConfig()
         counting.on_connection_create_end.append(opened)
-        bundle = os.environ.get("REQUESTS_CA_BUNDLE")
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                ssl=ssl.create_default_context(cafile=bundle) if bundle else True, limit=0
-            ),
+            connector=aiohttp.TCPConnector(ssl=self._tls_context(), limit=0),
             cookie_jar=aiohttp.DummyCookieJar(),
             trace_configs=[counting],
         )
