@@ -127,8 +127,11 @@ def test_r2_key_endpoint_failing_with_keys_cached_keeps_validating(
     assert faults.call("GET", LIST, token=other).status_code == 200
     assert faults.call("GET", LIST, token=unknown_kid).status_code == 401  # no second try
     fetched = key_fetches(faults.entra_requests(entra_mark))
-    assert [f["fault"] for f in fetched][-1:] == [fault_id]
-    assert len(fetched) <= 3  # one refresh: the faulted request was its last
+    # One refresh: each document asked at most once, the faulted request among them. (The v1
+    # discovery document is asked beside the rest, so it may be logged after the faulted one.)
+    assert {f["fault"] for f in fetched} - {None} == {fault_id}
+    paths = [f["path"] for f in fetched]
+    assert len(paths) == len(set(paths)) <= 3
 
 
 def _resign_withkid_of(api: Api, token: str, kid: str) -> str:
