@@ -12,20 +12,25 @@ comes in:
    loading the keys (`SigningKeys.prefetch`: the OpenID discovery documents and the JWKS,
    parsed, which imports cryptography and the JWK parser) and building the MSAL clients
    (`DownstreamTokens.prepare`: msal imported, the tenant's discovery document fetched, the
-   On-Behalf-Of client first): they head the chain a first request waits for;
+   On-Behalf-Of client first) and, in managed-identity mode, fetching the API's own
+   managed-identity token (`DownstreamTokens.prime_credential`: azure-identity imported, the
+   token MSAL presents as its client assertion cached; in a first request this cost about
+   140 ms in series before its exchange, P11): they head the chain a first request waits for;
 2. once the runtime is built, connects to the shared store when there is one (and imports the
    AEAD cipher the shared token cache seals the first exchange's token with, in the request);
-3. once the keys and the MSAL clients are ready, prepares the async Dataverse client
-   (`DataverseClient.prepare`: aiohttp imported, the TLS context and its CA bundle loaded),
-   which the first request did in series between its On-Behalf-Of exchange and its Dataverse
-   call. Last, because imports are CPU under one GIL: on a host started under an import trace
-   (P11, a busy machine) aiohttp's import took about 100 ms, CPU that the keys and MSAL, which
-   the first request needs first, would otherwise share.
+3. once the keys, the MSAL clients and the credential are ready, prepares the async Dataverse
+   client (`DataverseClient.prepare`: aiohttp imported, the TLS context and its CA bundle
+   loaded), which the first request did in series between its On-Behalf-Of exchange and its
+   Dataverse call. Last, because imports are CPU under one GIL: aiohttp's import (well over
+   100 ms of CPU, most of it loading the system's CA store) would otherwise slow the keys' and
+   MSAL's, which the first request needs first. A request that reaches Dataverse while it is
+   under way sends through the sync pool instead of waiting for it.
 
 A request that comes meanwhile waits for the work under way (the runtime's lock, the keys' lock,
-the MSAL clients' build lock) rather than starting the same fetch again: nothing is fetched
-twice, and whatever is left of the warm-up is all the first request waits for before its own
-round trips (the On-Behalf-Of exchange and Dataverse). `make bench`, P11, measures it.
+the MSAL clients' build locks, the managed-identity token's) rather than starting the same
+fetch again: nothing is fetched twice, and whatever is left of the warm-up is all the first
+request waits for before its own round trips (the On-Behalf-Of exchange and Dataverse).
+`make bench`, P11, measures it.
 
 Nothing here can fail the start or a request. Without settings (tooling importing the app,
 `make bench`'s P5) it does nothing. A fetch that fails is logged (the reason, never a value) and
@@ -35,7 +40,7 @@ is built again when first needed.
 
 Not warmed: a connection to Dataverse (it belongs to the worker's event loop, which this thread
 cannot use, and opening one through aiohttp takes a Dataverse request, which counts against the
-service-protection limits) and tokens (there is no caller to exchange for yet).
+service-protection limits) and callers' tokens (there is no caller to exchange for yet).
 """
 
 from __future__ import annotations
@@ -76,7 +81,12 @@ def warm() -> None:
 
     def early(keys: SigningKeys, downstream: DownstreamTokens) -> None:
         # As soon as they exist, while the rest of the runtime (redis-py...) is built.
-        for name, step in (("keys", keys.prefetch), ("msal", lambda: _msal(downstream))):
+        steps: tuple[tuple[str, Callable[[], object]], ...] = (
+            ("keys", keys.prefetch),
+            ("msal", lambda: _downstream(downstream.prepare, "MSAL clients")),
+            ("credential", lambda: _downstream(downstream.prime_credential, "API credential")),
+        )
+        for name, step in steps:
             thread = threading.Thread(
                 target=_guarded, args=(name, step), name=f"{THREAD_NAME}-{name}", daemon=True
             )
@@ -113,13 +123,13 @@ def _guarded(step: str, action: Callable[[], object]) -> None:
         log.warning("warm-up step %s failed: %s", step, type(exc).__name__)
 
 
-def _msal(downstream: DownstreamTokens) -> None:
+def _downstream(step: Callable[[], None], what: str) -> None:
     from shared.downstream.errors import DownstreamTokenError
 
     try:
-        downstream.prepare()
+        step()
     except DownstreamTokenError as exc:
-        log.warning("MSAL clients not built at start-up (built on demand): %s", exc)
+        log.warning("%s not ready at start-up (done on demand): %s", what, exc)
 
 
 def _store(rt: Runtime) -> None:

@@ -5,7 +5,9 @@ shared by every call.
 What a request does (the token, the retries below, the mapping of answers) is written once, as a
 generator of I/O steps (`_steps`: get a token, send, sleep); `request` performs those steps on
 the calling thread, `request_async` on the event loop. `run`/`run_async` do the same for a
-handler's whole conversation with Dataverse (`shared.dataverse.call.Steps`).
+handler's whole conversation with Dataverse (`shared.dataverse.call.Steps`). While the
+start-up warm-up imports aiohttp (`prepare`), `request_async` sends through the sync session on
+a worker thread instead of waiting for that import (a fresh instance's first requests).
 
 Each call carries a `Call`: how to get the bearer token for *this* caller (asked for only when
 the request is about to go out, so bad input never costs a token exchange), the correlation id
@@ -170,17 +172,25 @@ class DataverseClient:
         self._async_lock = threading.Lock()
         self._async_opened = 0
         self._tls: ssl.SSLContext | None = None
+        # `prepare` under way and not finished: async requests go through the sync pool.
+        self._preparing = threading.Event()
 
     def prepare(self) -> None:
         """Import aiohttp and build the TLS context every async session uses (the start-up
-        warm-up, `shared/warmup.py`, once the keys and MSAL are ready): both take tens of
-        milliseconds of CPU, which a fresh instance's first request spent in series after its
-        On-Behalf-Of exchange and before its Dataverse call. The connection itself is not
-        opened early: it belongs to the worker's event loop, and opening one through aiohttp
-        takes a request."""
-        import aiohttp  # noqa: F401 - imported now, used by the first async request
+        warm-up, `shared/warmup.py`, last): together well over 100 ms of CPU (aiohttp's
+        import loads the system's CA store), which a fresh instance's first request spent in
+        series after its On-Behalf-Of exchange and before its Dataverse call. While it runs,
+        an async request does not wait for it: it sends through the sync pool on a worker
+        thread (`request_async`), so the first request never waits for this import. The
+        connection itself is not opened early: it belongs to the worker's event loop, and
+        opening one through aiohttp takes a request."""
+        self._preparing.set()
+        try:
+            import aiohttp  # noqa: F401 - imported now, used by the next async request
 
-        self._tls_context()
+            self._tls_context()
+        finally:
+            self._preparing.clear()
 
     def _tls_context(self) -> ssl.SSLContext:
         """One TLS context for every loop's session: loading the CA bundle is the slow part,
@@ -230,7 +240,10 @@ class DataverseClient:
                 else:
                     steps.send(await asyncio.to_thread(call.token, step.stale))
             elif isinstance(step, _Send):
-                steps.send(await self._send_async(step, call))
+                if self._preparing.is_set():  # the warm-up is importing aiohttp right now
+                    steps.send(await asyncio.to_thread(self._send, step, call))
+                else:
+                    steps.send(await self._send_async(step, call))
             else:
                 await asyncio.sleep(step.seconds)
         return steps.result()

@@ -32,6 +32,7 @@ from typing import Any
 
 from shared.downstream.errors import (
     CredentialRejected,
+    DownstreamTokenError,
     TokenServiceTimeout,
     TokenServiceUnavailable,
 )
@@ -74,6 +75,7 @@ class ManagedIdentityAssertion:
         self._timeout = settings.downstream_timeout_seconds
         self._credential: Any = None
         self._lock = threading.Lock()
+        self._fetching = threading.Lock()
         self._status = threading.local()
 
     def __call__(self) -> str:
@@ -86,7 +88,10 @@ class ManagedIdentityAssertion:
         credential = self._build()
         self._status.value = None
         try:
-            return str(credential.get_token_info(self._scope).token)
+            # One fetch at a time: a request that comes while the warm-up fetches the token
+            # waits for it instead of fetching a second one (a cached token is a dict read).
+            with self._fetching:
+                return str(credential.get_token_info(self._scope).token)
         except AzureError as exc:
             status: int | None = self._status.value
             if status is not None and 400 <= status < 500 and status != 429:
@@ -103,6 +108,17 @@ class ManagedIdentityAssertion:
                 + ("" if status is None else f" (HTTP {status})"),
                 reason="the managed identity endpoint (IDENTITY_ENDPOINT) is not answering",
             ) from None
+
+    def prime(self) -> None:
+        """Fetch the managed-identity token now (the start-up warm-up, `shared/warmup.py`):
+        azure-identity is imported and the token cached before the first On-Behalf-Of exchange
+        needs it, instead of in that request. Raises as a call does; after a failure the
+        credential is dropped, so the first request asks again as if nothing had happened."""
+        try:
+            self()
+        except DownstreamTokenError:
+            self.renew()
+            raise
 
     def renew(self) -> None:
         """Forget the token (and the credential caching it): the next call asks the endpoint.

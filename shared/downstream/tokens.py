@@ -201,13 +201,16 @@ class DownstreamTokens:
         if store is not None:
             self.attach_store(store)
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
-        self._build_lock = threading.Lock()
+        # One lock per client: a first request waiting for the On-Behalf-Of client never
+        # waits for the app client the warm-up builds next (P11).
+        self._build_locks = {True: threading.Lock(), False: threading.Lock()}
+        self._credential_lock = threading.Lock()
         self._app_flight: SingleFlight[str] = SingleFlight()
         self._app_last: CachedToken | None = None  # what MSAL last answered (`cached_for_app`)
         self._obo_client: Any = None
         self._app_client: Any = None
         # Shared by both MSAL clients: in managed-identity mode, one managed-identity token.
-        self._credential: Any = None
+        self._credential: str | dict[str, Any] | None = None
         self.obo_exchanges = 0  # for tests and benchmarks
 
     def attach_store(self, store: Store) -> None:
@@ -235,13 +238,11 @@ class DownstreamTokens:
         existing = self._obo_client if obo else self._app_client
         if existing is not None:
             return existing
-        with self._build_lock:
+        with self._build_locks[obo]:
             if (self._obo_client if obo else self._app_client) is None:
                 import msal
 
-                if self._credential is None:
-                    self._credential = client_credential(self._settings)
-                credential = self._credential
+                credential = self._client_credential()
                 answers = self._answers[obo]
                 http = _recording_session(self._settings.downstream_timeout_seconds, answers)
                 client = self._call(
@@ -268,6 +269,25 @@ class DownstreamTokens:
         (`DownstreamTokenError`); a client that failed to build is built again on demand."""
         self._client(obo=True)
         self._client(obo=False)
+
+    def prime_credential(self) -> None:
+        """Fetch the client credential's own token now when it has one (the start-up warm-up):
+        in managed-identity mode the managed-identity token MSAL presents as its assertion,
+        which a fresh instance's first exchange would otherwise fetch in series, after
+        importing azure-identity. Nothing to do for a secret or a certificate. Raises as a
+        request would (`DownstreamTokenError`)."""
+        credential = self._client_credential()
+        if isinstance(credential, dict):
+            assertion = credential.get("client_assertion")
+            if isinstance(assertion, ManagedIdentityAssertion):
+                assertion.prime()
+
+    def _client_credential(self) -> str | dict[str, Any]:
+        # Its own lock: the warm-up primes it while another thread builds an MSAL client.
+        with self._credential_lock:
+            if self._credential is None:
+                self._credential = client_credential(self._settings)
+            return self._credential
 
     def for_user(self, incoming_token: str, stale: str | None = None) -> str:
         """A Dataverse token for the user of `incoming_token` (already validated); not

@@ -1,20 +1,28 @@
 """The warm-up prepares the async Dataverse client (shared/warmup.py, issue 12's P11): aiohttp
 imported and the TLS context with its CA bundle loaded before the first request, which then
-builds its session on that context instead of loading the bundle in series; a failure to
+builds its session on that context instead of loading the bundle in series; a request that comes
+while it is under way sends through the sync pool rather than wait for the import; a failure to
 prepare never fails the warm-up."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import threading
 import time
+import uuid
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from devstack.tenant import Tenant
 from shared import warmup
 from shared.dataverse import client as client_module
+from shared.dataverse.call import Call, DataverseRequest
 from shared.dataverse.client import DataverseClient
+from tests.devstack.dataverse_helpers import Tokens
 
 
 class Prepared:
@@ -31,7 +39,7 @@ class Prepared:
 def fake_runtime(dataverse: Prepared) -> Any:
     return SimpleNamespace(
         keys=SimpleNamespace(prefetch=lambda: None),
-        downstream=SimpleNamespace(prepare=lambda: None),
+        downstream=SimpleNamespace(prepare=lambda: None, prime_credential=lambda: None),
         dataverse=dataverse,
         store=None,
     )
@@ -59,13 +67,13 @@ def test_the_dataverse_client_is_prepared_after_the_keys_and_msal(
 
     rt = SimpleNamespace(
         keys=SimpleNamespace(prefetch=slow("keys")),
-        downstream=SimpleNamespace(prepare=slow("msal")),
+        downstream=SimpleNamespace(prepare=slow("msal"), prime_credential=slow("credential")),
         dataverse=SimpleNamespace(prepare=lambda: seen.append(sorted(done))),
         store=None,
     )
     monkeypatch.setattr("shared.runtime.runtime", lambda early=None: rt)
     warmup.warm()
-    assert seen == [["keys", "msal"]]
+    assert seen == [["credential", "keys", "msal"]]
 
 
 def test_a_failure_to_prepare_is_logged_and_goes_no_further(
@@ -97,3 +105,57 @@ def test_prepare_loads_the_ca_bundle_once_for_every_session(
     first = client._tls_context()  # what each loop's session is built on
     assert client._tls_context() is first
     assert loaded == [str(tmp_path / "bundle.pem")]
+
+
+def _alice_call(entra: Any, tenant: Tenant, dataverse: Any) -> Call:
+    token = Tokens(entra.app.state.entra, tenant, dataverse.url).user("alice")
+    return Call(
+        token=lambda stale=None: token,
+        correlation_id=str(uuid.uuid4()),
+        deadline=time.monotonic() + 30,
+    )
+
+
+def test_a_request_during_prepare_goes_through_the_sync_pool_and_then_the_async_one(
+    entra: Any, tenant: Tenant, dataverse: Any, ca_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_bundle))
+    client = DataverseClient(dataverse.url)
+    wanted = DataverseRequest("GET", "contacts", "$select=fullname&$top=1", None, None)
+    importing = threading.Event()
+    release = threading.Event()
+    real_tls = client._tls_context
+
+    def slow_tls() -> ssl.SSLContext:  # stands for aiohttp's import, which takes its time
+        importing.set()
+        release.wait(10)
+        return real_tls()
+
+    monkeypatch.setattr(client, "_tls_context", slow_tls)
+    preparing = threading.Thread(target=client.prepare)
+    preparing.start()
+    assert importing.wait(10)
+
+    async def one() -> int:
+        answer = await client.request_async(wanted, _alice_call(entra, tenant, dataverse))
+        return answer.status
+
+    try:
+        # Under way: the request does not wait for it; it goes through the sync pool.
+        assert asyncio.run(one()) == 200
+        assert client._adapter.poolmanager.pools.keys()  # the sync pool opened a connection
+        assert client._async_opened == 0
+    finally:
+        release.set()
+        preparing.join(10)
+    monkeypatch.setattr(client, "_tls_context", real_tls)
+
+    async def after() -> int:
+        try:
+            return await one()
+        finally:
+            await client._client_async().close()
+
+    assert asyncio.run(after()) == 200  # prepared: the async client from now on
+    assert client._async_opened == 1
+    client.close()
