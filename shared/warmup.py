@@ -60,16 +60,27 @@ log = logging.getLogger("central_api.warmup")
 THREAD_NAME = "central-api-warmup"
 
 _started = threading.Event()
+_thread: threading.Thread | None = None
 
 
 def start() -> threading.Thread | None:
     """Warm up on a daemon thread (once per process); the thread, or None if already started."""
+    global _thread
     if _started.is_set():
         return None
     _started.set()
-    thread = threading.Thread(target=warm, name=THREAD_NAME, daemon=True)
-    thread.start()
-    return thread
+    _thread = threading.Thread(target=warm, name=THREAD_NAME, daemon=True)
+    _thread.start()
+    return _thread
+
+
+def wait(timeout: float) -> bool:
+    """Wait for this process's warm-up to end (tests whose counts of the emulators' requests it
+    would otherwise disturb); False if it is still running after `timeout` seconds."""
+    thread = _thread
+    if thread is not None:
+        thread.join(timeout)
+    return thread is None or not thread.is_alive()
 
 
 def warm() -> None:

@@ -31,7 +31,7 @@ from devstack.server import ServerThread
 from devstack.stack import RunningStack, start_stack
 from devstack.tenant import Tenant, load_tenant
 from devstack.valkey import ValkeyServer
-from shared import health, runtime
+from shared import health, runtime, warmup
 
 # Over the environment, for every API host of the session's stack (and, through
 # `stack.settings`, for the instances tests/scale starts): the README's recommendation.
@@ -149,6 +149,9 @@ def stack(
         db_path=db_path,
         host_settings=STACK_HOST_SETTINGS,
     )
+    # The host imported function_app, which started the warm-up: let it end, so that what it
+    # fetches (keys, discovery, the managed-identity token) lands in no test's request counts.
+    assert warmup.wait(60), "the start-up warm-up did not end"
     runtime.reset()  # the API in this process reads the settings the stack just exported
     health.forget()
     yield running

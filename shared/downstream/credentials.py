@@ -108,6 +108,13 @@ class ManagedIdentityAssertion:
                 + ("" if status is None else f" (HTTP {status})"),
                 reason="the managed identity endpoint (IDENTITY_ENDPOINT) is not answering",
             ) from None
+        except ValueError:  # azure-identity parses an error answer that is not JSON as JSON
+            status = self._status.value
+            raise TokenServiceUnavailable(
+                "managed identity endpoint answered with something that is not JSON"
+                + ("" if status is None else f" (HTTP {status})"),
+                reason="the managed identity endpoint (IDENTITY_ENDPOINT) is not answering",
+            ) from None
 
     def prime(self) -> None:
         """Fetch the managed-identity token now (the start-up warm-up, `shared/warmup.py`):

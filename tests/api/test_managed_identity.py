@@ -19,6 +19,7 @@ import requests
 
 from devstack.config import API_IDENTITY, read_env
 from shared import runtime
+from shared.downstream.errors import TokenServiceUnavailable
 from tests.api.conftest import Api
 from tests.api.contract_helpers import assert_error, fresh_token
 
@@ -251,3 +252,47 @@ def test_a_slow_identity_endpoint_is_a_timeout(api: Api, own: Restart, identity:
     ).raise_for_status()
     response = api.call("GET", LIST, token=fresh_token(api, "alice"))
     assert_error(response, 504, "token_service_timeout")
+
+
+def test_the_warm_up_fetches_the_assertion_before_the_first_exchange(
+    api: Api, own: Restart, identity: str
+) -> None:
+    # What the start-up warm-up does (shared/warmup.py): the managed-identity token is fetched
+    # before any caller comes, so the first On-Behalf-Of exchange does not fetch it in series.
+    runtime.runtime().downstream.prime_credential()
+    assert [r["status"] for r in identity_requests(identity)] == [200]
+    since, _ = api.marks()
+    assert our_token_requests(api, since) == [], "priming asks Entra for nothing"
+    assert api.call("GET", LIST, token=fresh_token(api, "alice")).status_code == 200
+    assert len(identity_requests(identity)) == 1, "the first exchange used the primed token"
+    assert [r["client_auth"] for r in our_token_requests(api, since)] == ["federated"]
+
+
+def test_a_failed_warm_up_fetch_leaves_the_first_request_to_ask_again(
+    api: Api, own: Restart, identity: str
+) -> None:
+    requests.post(
+        f"{identity}/_emulator/faults",
+        json={"path": "/msi/token", "status": 503, "count": 1},
+        timeout=5,
+    ).raise_for_status()
+    with pytest.raises(TokenServiceUnavailable):
+        runtime.runtime().downstream.prime_credential()
+    assert api.call("GET", LIST, token=fresh_token(api, "alice")).status_code == 200
+    assert [r["status"] for r in identity_requests(identity)] == [503, 200]
+
+
+def test_priming_asks_nothing_in_the_secret_and_certificate_modes(
+    api: Api, own: Restart, identity: str
+) -> None:
+    material = api.stack.material
+    for mode, setting, value in (
+        ("secret", "API_CLIENT_SECRET", material.client_secret("central-api")),
+        ("certificate", "API_CLIENT_CERTIFICATE_PATH", str(material.client_certs["central-api"])),
+    ):
+        own(API_CLIENT_CREDENTIAL=mode, API_MANAGED_IDENTITY_CLIENT_ID=None, **{setting: value})
+        since, _ = api.marks()
+        runtime.runtime().downstream.prime_credential()
+        assert identity_requests(identity) == []
+        assert our_token_requests(api, since) == []
+        own(**{setting: None})
