@@ -12,15 +12,20 @@ as the instance's concurrency, in a closed loop, each sending Alice's next reque
 last is answered: a single customer or a page of ten, one Dataverse read each. The first seconds
 are a warm-up (the one On-Behalf-Of exchange, connections to Dataverse) and are not counted.
 
-The figure is throughput ÷ the lowest of
+Placed as in Azure, where an instance has its vCPU to itself and Entra, Dataverse and the callers
+run elsewhere: the API host on one of this process's cores, the emulators, the store and the
+clients on the others (`Cores`, `placed`: `sched_setaffinity`, inherited by children and new
+threads). The figure is throughput ÷ the lowest of
 
 - the ideal: concurrency ÷ the mean emulated Dataverse latency: every request in flight waits on
   Dataverse all the time, nothing waits for anything else. The mean is what the emulator added
   to the reads of the measured window (its request log's `latency_ms`), not the profile's mean;
-- what the machine's cores allow all the run's processes together: cores (`sched_getaffinity`)
-  ÷ the sum of their CPU milliseconds per request. Each process's is its utime + stime
-  (`/proc/<pid>/stat`, all its threads; the clients' `time.process_time()`) over the measured
-  window ÷ the requests answered in it: the API host, the emulators, the store, the clients;
+- what the API's core allows: its cores ÷ its CPU milliseconds per request. Each process's is
+  its utime + stime (`/proc/<pid>/stat`, all its threads; the clients' `time.process_time()`)
+  over the measured window ÷ the requests answered in it;
+- what the other cores allow the emulators, the store and the clients together: those cores ÷
+  the sum of their CPU per request (on a single core, nothing is split: that core ÷ every
+  process's together);
 - what one core allows each process alone: 1 core ÷ its CPU per request. Each is one Python
   process (one GIL: Python code on one core at a time) or valkey-server (commands on one thread).
 
@@ -49,6 +54,7 @@ import contextlib
 import os
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,7 +108,7 @@ class Measured:
     cpu_seconds: dict[str, float]  # each process's in the window, by PROCESSES' names
     mean_latency_ms: float  # what the emulator added to each Dataverse read, on average
     reads: int  # Dataverse reads in the window
-    cores: int  # the machine's, shared by every process of the run
+    cores: Cores  # where the run's processes ran
     machine_busy_seconds: float  # every CPU's non-idle time in the window, ours and others'
     api_wait_seconds: float  # the API's threads' time runnable but waiting for a CPU
 
@@ -128,10 +134,23 @@ class Measured:
 
     @property
     def caps(self) -> dict[str, float]:
-        """Requests a second the CPU allows: the machine's cores for every process together,
-        and one core for each process on its own."""
-        caps = {f"{self.cores} cores for all processes": _per_second(self.cores, self.total_cpu_ms)}
-        for process in self.cpu_seconds:
+        """Requests a second the CPU allows: the API's core for the API; the other cores for
+        the emulators, the store and the clients together (or, on one core, that core for
+        every process together); and one core for each process on its own."""
+        api, rest = len(self.cores.api), len(self.cores.rest)
+        others = [p for p in self.cpu_seconds if p != "API"]
+        if self.cores.shared:
+            caps = {f"{_cores(api)} for all processes": _per_second(api, self.total_cpu_ms)}
+        else:
+            theirs = ", ".join(others[:-1]) + f" and {others[-1]}"
+            caps = {
+                "the API's core" if api == 1 else f"the API's {api} cores": _per_second(
+                    api, self.cpu_ms
+                ),
+                ("the other core" if rest == 1 else f"the other {rest} cores")
+                + f" ({theirs})": _per_second(rest, sum(self.cpu_ms_of(p) for p in others)),
+            }
+        for process in others if not self.cores.shared and api == 1 else self.cpu_seconds:
             caps[f"one core for the {process}"] = _per_second(1, self.cpu_ms_of(process))
         return caps
 
@@ -163,11 +182,16 @@ class Measured:
         )
         others = (self.machine_busy_seconds - sum(self.cpu_seconds.values())) / self.seconds
         wait_ms = self.api_wait_seconds * 1000 / max(1, self.answered)
+        machine = len(self.cores.api | self.cores.rest)
         return (
             f"CPU per request: {parts}; together {self.total_cpu_ms:.2f} ms; other work on the "
-            f"machine used {max(0.0, others):.2f} of its {self.cores} cores; the API's threads "
+            f"machine used {max(0.0, others):.2f} of its {_cores(machine)}; the API's threads "
             f"waited {wait_ms:.2f} ms per request for a CPU"
         )
+
+
+def _cores(n: int) -> str:
+    return f"{n} core" + ("s" if n != 1 else "")
 
 
 def _per_second(cores: float, cpu_ms: float) -> float:
@@ -195,6 +219,40 @@ def machine_busy_seconds() -> float:
     with open("/proc/stat", encoding="ascii") as stat:
         fields = [int(f) for f in stat.readline().split()[1:]]
     return (sum(fields[:8]) - fields[3] - fields[4]) / _CLOCK_TICKS
+
+
+@dataclass(frozen=True)
+class Cores:
+    """How the run's processes are placed: as in Azure, where an instance has its vCPU to
+    itself and Entra, Dataverse and the callers run elsewhere, the API host gets one of this
+    process's cores (`api`) and the emulators, the store and the clients the others (`rest`).
+    On a single core there is nothing to split: everything shares it (`api` == `rest`)."""
+
+    api: frozenset[int]
+    rest: frozenset[int]
+
+    @classmethod
+    def split(cls) -> Cores:
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) < 2:
+            return cls(frozenset(cores), frozenset(cores))
+        return cls(frozenset(cores[:1]), frozenset(cores[1:]))
+
+    @property
+    def shared(self) -> bool:
+        return self.api == self.rest
+
+
+@contextlib.contextmanager
+def placed(cpus: frozenset[int]) -> Iterator[None]:
+    """This thread on `cpus` meanwhile: a process it starts inherits them, every thread of it
+    too (Linux affinity is per thread and passes to children and new threads)."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 class Load:
@@ -252,7 +310,9 @@ class Scenario:
 
     def __init__(self, ctx: BenchContext) -> None:
         self.ctx = ctx
-        self.emulators = EmulatorProcess()
+        self.cores = Cores.split()
+        with placed(self.cores.rest):
+            self.emulators = EmulatorProcess()
         self.settings = self.emulators.settings
         self.key = self.settings["DEVSTACK_SUBSCRIPTION_KEY"]
         self.http = requests.Session()
@@ -313,9 +373,13 @@ class Scenario:
         logs = self.emulators.folder / "p10"
         logs.mkdir(exist_ok=True)
         name = f"p10-{concurrency}-{config.function_app}-{config.threads or 'default'}"
-        hosts = HostGroup.start(
-            [(name, listen("api-host", 0))], env=env, function_app=config.function_app, log_dir=logs
-        )
+        with placed(self.cores.api):
+            hosts = HostGroup.start(
+                [(name, listen("api-host", 0))],
+                env=env,
+                function_app=config.function_app,
+                log_dir=logs,
+            )
         try:
             (instance,) = hosts.instances
             token = self.emulators.token(USER)
@@ -334,9 +398,10 @@ class Scenario:
                 cpu["api wait"] = run_queue_wait_seconds(instance.pid)
                 marks[which] = (cpu, self.emulators.last_seq())
 
-            answered, errors, window = asyncio.run(
-                load.run(concurrency, warmup, seconds, on_window)
-            )
+            with placed(self.cores.rest):
+                answered, errors, window = asyncio.run(
+                    load.run(concurrency, warmup, seconds, on_window)
+                )
         finally:
             hosts.stop()
         (start, first), (end, last) = marks["start"], marks["end"]
@@ -354,7 +419,7 @@ class Scenario:
             {p: end[p] - start[p] for p in PROCESSES if p in start},
             statistics.fmean(reads) if reads else float("nan"),
             len(reads),
-            len(os.sched_getaffinity(0)),
+            self.cores,
             end["machine"] - start["machine"],
             end["api wait"] - start["api wait"],
         )
