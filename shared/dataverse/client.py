@@ -24,7 +24,10 @@ that travels to Dataverse, and the deadline of the client's request.
   and for 403 also by error code (record-level access check or not, see that module).
 
 The sessions keep no cookies: Dataverse sets affinity cookies, and a session shared by every
-user must carry nothing from one caller's answer into another caller's request. The async client
+user must carry nothing from one caller's answer into another caller's request. They read the
+environment once, when the client is built (`_session_for`): a proxy for Dataverse's host
+(HTTPS_PROXY, NO_PROXY), used by both clients, and the CA bundle; requests would otherwise
+read it again on every request. The async client
 trusts the CAs of `REQUESTS_CA_BUNDLE` when it is set, as requests (and so the sync client and
 MSAL) do, so that both transports trust the same certificates; unset, the system's.
 
@@ -159,8 +162,10 @@ class DataverseClient:
         self._max_retry_wait = max_retry_wait
         self._clock = clock
         self._sleep = sleep
-        self._session = session or requests.Session()
+        self._session = session or _session_for(self.base)
         self._session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        # The same proxy for the async client (aiohttp reads no environment of its own here).
+        self._proxy: str | None = requests.utils.select_proxy(self.base, self._session.proxies)
         self._adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
         self._session.mount("https://", self._adapter)
         self._session.mount("http://", self._adapter)
@@ -362,6 +367,7 @@ class DataverseClient:
                     data=step.data,
                     timeout=aiohttp.ClientTimeout(total=timeout),
                     allow_redirects=False,
+                    proxy=self._proxy,
                 ) as response:
                     reply = _AsyncReply(response.status, response.headers, await response.read())
                 answered(reply.status_code)
@@ -415,6 +421,21 @@ class DataverseClient:
         if status < 300:
             return Answer(status, response.headers, _json_body(response))
         raise _error(response)
+
+
+def _session_for(url: str) -> requests.Session:
+    """A session that reads the environment once, here, rather than on every request as
+    requests does by default (`trust_env`: the proxy variables, scanned across the whole
+    environment twice a request, and ~/.netrc, looked for on disk): a proxy for Dataverse's
+    host (HTTPS_PROXY, NO_PROXY) and the CA bundle (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) apply as
+    before. App settings do not change under a running worker."""
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies.update(requests.utils.get_environ_proxies(url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    return session
 
 
 def _close_on(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
