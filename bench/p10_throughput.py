@@ -54,7 +54,6 @@ import contextlib
 import os
 import statistics
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +63,7 @@ import requests
 from bench.context import NO_CALLER_CAP, BenchContext
 from bench.core import Figure, Result, Row
 from bench.p10_emulators import EmulatorProcess
+from bench.placement import Cores, placed
 from devstack.host import RECOMMENDED
 from devstack.instances import HostGroup, child_environment, listen
 
@@ -219,40 +219,6 @@ def machine_busy_seconds() -> float:
     with open("/proc/stat", encoding="ascii") as stat:
         fields = [int(f) for f in stat.readline().split()[1:]]
     return (sum(fields[:8]) - fields[3] - fields[4]) / _CLOCK_TICKS
-
-
-@dataclass(frozen=True)
-class Cores:
-    """How the run's processes are placed: as in Azure, where an instance has its vCPU to
-    itself and Entra, Dataverse and the callers run elsewhere, the API host gets one of this
-    process's cores (`api`) and the emulators, the store and the clients the others (`rest`).
-    On a single core there is nothing to split: everything shares it (`api` == `rest`)."""
-
-    api: frozenset[int]
-    rest: frozenset[int]
-
-    @classmethod
-    def split(cls) -> Cores:
-        cores = sorted(os.sched_getaffinity(0))
-        if len(cores) < 2:
-            return cls(frozenset(cores), frozenset(cores))
-        return cls(frozenset(cores[:1]), frozenset(cores[1:]))
-
-    @property
-    def shared(self) -> bool:
-        return self.api == self.rest
-
-
-@contextlib.contextmanager
-def placed(cpus: frozenset[int]) -> Iterator[None]:
-    """This thread on `cpus` meanwhile: a process it starts inherits them, every thread of it
-    too (Linux affinity is per thread and passes to children and new threads)."""
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, cpus)
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
 
 
 class Load:

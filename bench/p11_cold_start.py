@@ -47,6 +47,7 @@ from typing import Any
 
 from bench.context import BenchContext
 from bench.core import Figure, Result, Row
+from bench.placement import Cores, placed, placed_process
 from devstack.config import ROOT
 from devstack.instances import child_environment, listen
 from devstack.latency import Delay, Latency
@@ -108,6 +109,7 @@ class Cold:
         self.logs.mkdir(exist_ok=True)
         self.env = child_environment(os.environ, self.stack.settings)
         self.serial = 0
+        self.cores = Cores.split()  # the host on a core of its own, the rest of us on the others
 
     def first_request(self, function_app: str) -> FirstRequest:
         """A new host process serving `function_app`, and its first request."""
@@ -119,7 +121,7 @@ class Cold:
         mark = self._mark(self.entra)
         dataverse_mark = self._mark(self.dataverse)
         spawned = time.perf_counter()
-        with (self.logs / f"{name}.log").open("ab") as log:
+        with (self.logs / f"{name}.log").open("ab") as log, placed(self.cores.api):
             process = subprocess.Popen(
                 [
                     sys.executable,
@@ -219,11 +221,12 @@ def run(ctx: BenchContext) -> Result:
         latency.switch("azure", seed=SEED)
     try:
         floor = unavoidable_ms(entra, dataverse) / 1e3
-        for r in range(rounds):
-            ctx.progress(f"P11: fresh instances, round {r + 1} of {rounds}")
-            apps = ("function_app", "bench.p11_app")
-            for app in apps if r % 2 == 0 else reversed(apps):
-                (warm if app == "function_app" else bare).append(cold.first_request(app))
+        with placed_process(cold.cores.rest):  # the emulators and the client: not the host's core
+            for r in range(rounds):
+                ctx.progress(f"P11: fresh instances, round {r + 1} of {rounds}")
+                apps = ("function_app", "bench.p11_app")
+                for app in apps if r % 2 == 0 else reversed(apps):
+                    (warm if app == "function_app" else bare).append(cold.first_request(app))
     finally:
         for latency in (entra, dataverse):
             latency.restore()

@@ -10,24 +10,25 @@ comes in:
    as soon as the signing keys and the downstream tokens exist in it, before the rest is built
    (the store, whose redis-py import is the slowest), it starts, each on a thread of its own,
    loading the keys (`SigningKeys.prefetch`: the OpenID discovery documents and the JWKS,
-   parsed, which imports cryptography and the JWK parser) and building the MSAL clients
-   (`DownstreamTokens.prepare`: msal imported, the tenant's discovery document fetched, the
-   On-Behalf-Of client first) and, in managed-identity mode, fetching the API's own
-   managed-identity token (`DownstreamTokens.prime_credential`: azure-identity imported, the
-   token MSAL presents as its client assertion cached; in a first request this cost about
-   140 ms in series before its exchange, P11): they head the chain a first request waits for;
+   parsed, which imports cryptography and the JWK parser), building the On-Behalf-Of MSAL
+   client (`DownstreamTokens.prepare`: msal imported, the tenant's discovery document fetched)
+   and, in managed-identity mode, fetching the API's own managed-identity token
+   (`DownstreamTokens.prime_credential`: azure-identity imported, the token MSAL presents as its
+   client assertion cached; in a first request this cost about 140 ms in series before its
+   exchange, P11): they head the chain a user's first request waits for;
 2. once the runtime is built, connects to the shared store when there is one (and imports the
    AEAD cipher the shared token cache seals the first exchange's token with, in the request);
-3. once the keys, the MSAL clients and the credential are ready, prepares the async Dataverse
-   client (`DataverseClient.prepare`: aiohttp imported, the TLS context and its CA bundle
-   loaded), which the first request did in series between its On-Behalf-Of exchange and its
-   Dataverse call. Last, because imports are CPU under one GIL: aiohttp's import (well over
-   100 ms of CPU, most of it loading the system's CA store) would otherwise slow the keys' and
-   MSAL's, which the first request needs first. A request that reaches Dataverse while it is
-   under way sends through the sync pool instead of waiting for it.
+3. once those are done, and at a moment when no request is being served (`IN_FLIGHT`, waited
+   for at most `QUIET_WAIT_SECONDS`), prepares the async Dataverse client
+   (`DataverseClient.prepare`: aiohttp imported, its TLS context loaded) and then builds the
+   app-mode MSAL client. Imports are CPU under one GIL, and aiohttp's takes well over 100 ms of
+   it (most of it loading the system's CA store): done beside a first request, it slowed that
+   request's own steps. Until it is done an async request sends to Dataverse through the sync
+   pool (`DataverseClient.defer`), which needs no import; an application's first request
+   builds its MSAL client on demand.
 
 A request that comes meanwhile waits for the work under way (the runtime's lock, the keys' lock,
-the MSAL clients' build locks, the managed-identity token's) rather than starting the same
+an MSAL client's build lock, the managed-identity token's) rather than starting the same
 fetch again: nothing is fetched twice, and whatever is left of the warm-up is all the first
 request waits for before its own round trips (the On-Behalf-Of exchange and Dataverse).
 `make bench`, P11, measures it.
@@ -58,6 +59,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("central_api.warmup")
 
 THREAD_NAME = "central-api-warmup"
+# How long the last step waits for a moment without requests (an instance started under load
+# may have none for a while; its requests then share the CPU with the import).
+QUIET_WAIT_SECONDS = 2.0
 
 _started = threading.Event()
 _thread: threading.Thread | None = None
@@ -94,7 +98,7 @@ def warm() -> None:
         # As soon as they exist, while the rest of the runtime (redis-py...) is built.
         steps: tuple[tuple[str, Callable[[], object]], ...] = (
             ("keys", keys.prefetch),
-            ("msal", lambda: _downstream(downstream.prepare, "MSAL clients")),
+            ("msal", lambda: _downstream(lambda: downstream.prepare(app=False), "MSAL client")),
             ("credential", lambda: _downstream(downstream.prime_credential, "API credential")),
         )
         for name, step in steps:
@@ -116,12 +120,25 @@ def warm() -> None:
         return
     if not started:  # a request built the runtime first (it may be fetching them already)
         early(rt.keys, rt.downstream)
-    _guarded("store", lambda: _store(rt))
-    for thread in started:
-        thread.join()
-    # Last: a first request needs aiohttp only after its On-Behalf-Of exchange, and imports
-    # are CPU under one GIL, so importing it sooner would slow the keys' and MSAL's own.
-    _guarded("dataverse", rt.dataverse.prepare)
+    # Last, the async Dataverse client: a first request needs aiohttp only after its
+    # On-Behalf-Of exchange, and imports are CPU under one GIL, so importing it sooner would
+    # slow the keys' and MSAL's own; and at a moment when no request is being served, if one
+    # comes soon enough. Until then a request sends through the sync pool, which needs no
+    # import (`DataverseClient.defer`).
+    rt.dataverse.defer()
+    try:
+        _guarded("store", lambda: _store(rt))
+        for thread in started:
+            thread.join()
+        from shared.inflight import IN_FLIGHT
+
+        IN_FLIGHT.wait_quiet(QUIET_WAIT_SECONDS)
+    finally:
+        _guarded("dataverse", rt.dataverse.prepare)
+    # The app-mode MSAL client (client credentials) last: a user's first request needs only the
+    # On-Behalf-Of one, and an application's first request builds it on demand if it comes
+    # first (each client has its own build lock).
+    _guarded("msal-app", lambda: _downstream(rt.downstream.prepare, "MSAL app client"))
 
 
 def _guarded(step: str, action: Callable[[], object]) -> None:

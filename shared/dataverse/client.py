@@ -27,9 +27,11 @@ The sessions keep no cookies: Dataverse sets affinity cookies, and a session sha
 user must carry nothing from one caller's answer into another caller's request. They read the
 environment once, when the client is built (`_session_for`): a proxy for Dataverse's host
 (HTTPS_PROXY, NO_PROXY), used by both clients, and the CA bundle; requests would otherwise
-read it again on every request. The async client
-trusts the CAs of `REQUESTS_CA_BUNDLE` when it is set, as requests (and so the sync client and
-MSAL) do, so that both transports trust the same certificates; unset, the system's.
+read it again on every request. With a CA bundle of its own (REQUESTS_CA_BUNDLE or
+CURL_CA_BUNDLE, as requests and so MSAL read it) both clients trust it; without one, the sync
+client trusts requests' default CAs (certifi's) and the async one the system's. Each client
+loads its CAs once, into one TLS context for all its connections (`_tls_context`,
+`_sync_tls_context`; urllib3 would load the file again for every new connection).
 
 aiohttp rather than httpx for the async client: measured on this code's own request (a TLS GET
 to the Dataverse emulator, 16 at a time), aiohttp spends about 0.17 ms of CPU per request,
@@ -77,6 +79,7 @@ from shared.dataverse.errors import (
 
 if TYPE_CHECKING:
     import aiohttp
+    from requests.adapters import _HostParams, _PoolKwargs  # the stubs' names for them
 
 T = TypeVar("T")
 
@@ -166,7 +169,9 @@ class DataverseClient:
         self._session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         # The same proxy for the async client (aiohttp reads no environment of its own here).
         self._proxy: str | None = requests.utils.select_proxy(self.base, self._session.proxies)
-        self._adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
+        self._adapter = _OneContextAdapter(
+            self._sync_tls_context, pool_connections=2, pool_maxsize=pool_size, max_retries=0
+        )
         self._session.mount("https://", self._adapter)
         self._session.mount("http://", self._adapter)
         self._pool_size = pool_size
@@ -177,8 +182,16 @@ class DataverseClient:
         self._async_lock = threading.Lock()
         self._async_opened = 0
         self._tls: ssl.SSLContext | None = None
-        # `prepare` under way and not finished: async requests go through the sync pool.
+        self._sync_tls: ssl.SSLContext | None = None
+        # `prepare` coming (`defer`) or under way: async requests go through the sync pool.
         self._preparing = threading.Event()
+
+    def defer(self) -> None:
+        """Say that `prepare` is coming (the warm-up, which runs it when no request is being
+        served): until it has run, async requests send through the sync pool rather than
+        import aiohttp on the event loop. The sync pool's TLS context is built now."""
+        self._preparing.set()
+        self._sync_tls_context()
 
     def prepare(self) -> None:
         """Import aiohttp and build the TLS context every async session uses (the start-up
@@ -199,12 +212,27 @@ class DataverseClient:
 
     def _tls_context(self) -> ssl.SSLContext:
         """One TLS context for every loop's session: loading the CA bundle is the slow part,
-        and an `SSLContext` is not bound to a loop."""
+        and an `SSLContext` is bound to no loop. The bundle is the sync session's
+        (`_session_for`: REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE), else the system's CAs."""
         with self._async_lock:
             if self._tls is None:
-                bundle = os.environ.get("REQUESTS_CA_BUNDLE")
+                verify = self._session.verify
+                bundle = verify if isinstance(verify, str) else None
                 self._tls = ssl.create_default_context(cafile=bundle)
             return self._tls
+
+    def _sync_tls_context(self) -> ssl.SSLContext:
+        """The sync pool's one TLS context (`_OneContextAdapter`), with the session's CA bundle,
+        else requests' own (certifi's). Its own, not the async one: urllib3 sets options on
+        the context it is given."""
+        with self._async_lock:
+            if self._sync_tls is None:
+                verify = self._session.verify
+                bundle = (
+                    verify if isinstance(verify, str) else requests.utils.DEFAULT_CA_BUNDLE_PATH
+                )
+                self._sync_tls = ssl.create_default_context(cafile=bundle)
+            return self._sync_tls
 
     def connections_opened(self) -> int:
         """How many connections the pools have opened so far, sync and async (for benchmarks
@@ -421,6 +449,32 @@ class DataverseClient:
         if status < 300:
             return Answer(status, response.headers, _json_body(response))
         raise _error(response)
+
+
+class _OneContextAdapter(HTTPAdapter):
+    """requests' adapter, but the CA bundle is loaded once, into one TLS context for every
+    connection of the pool (`DataverseClient._sync_tls_context`), rather than into the context
+    again for every new connection, as urllib3 does when requests hands it the bundle's path
+    (tens of milliseconds of CPU per connection, in a fresh instance's first request too)."""
+
+    def __init__(self, context: Callable[[], ssl.SSLContext], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._context = context
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: bool | str, cert: Any = None
+    ) -> tuple[_HostParams, _PoolKwargs]:
+        host, pool = super().build_connection_pool_key_attributes(request, verify, cert)
+        if verify:
+            pool.pop("ca_certs", None)
+            pool.pop("ca_cert_dir", None)
+            pool["ssl_context"] = self._context()
+        return host, pool
+
+    def cert_verify(self, conn: Any, url: str, verify: bool | str, cert: Any) -> None:
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
+        if verify:  # the pool's context holds the CAs already: no path to load them from again
+            conn.ca_certs = conn.ca_cert_dir = None
 
 
 def _session_for(url: str) -> requests.Session:

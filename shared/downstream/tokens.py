@@ -262,13 +262,15 @@ class DownstreamTokens:
                     self._app_client = client
         return self._obo_client if obo else self._app_client
 
-    def prepare(self) -> None:
-        """Build both MSAL clients now (the start-up warm-up, `shared/warmup.py`), the OBO one
-        first: building one imports msal and fetches the tenant's discovery document, which a
-        fresh instance's first request would otherwise wait for. Raises as a request would
-        (`DownstreamTokenError`); a client that failed to build is built again on demand."""
+    def prepare(self, *, app: bool = True) -> None:
+        """Build the MSAL clients now (the start-up warm-up, `shared/warmup.py`), the OBO one
+        first, and the app one unless `app` is False: building one imports msal and fetches
+        the tenant's discovery document, which a fresh instance's first request would
+        otherwise wait for. Raises as a request would (`DownstreamTokenError`); a client that
+        failed to build is built again on demand."""
         self._client(obo=True)
-        self._client(obo=False)
+        if app:
+            self._client(obo=False)
 
     def prime_credential(self) -> None:
         """Fetch the client credential's own token now when it has one (the start-up warm-up):

@@ -35,6 +35,8 @@ edge differs:
   sent by `DataverseClient.run` on the thread, or `run_async` on the loop;
 - the Dataverse token: on the loop a cached one is taken at once (`DownstreamTokens.cached_*`),
   and only a miss (MSAL, the store) goes to a thread.
+
+Every request counts in `shared.inflight.IN_FLIGHT` while it is served (per instance).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from shared.dataverse.call import AsyncTokenSource, Call, Cursor, Steps, TokenSo
 from shared.http.errors import BadInput, PayloadTooLarge, UnsupportedMediaType
 from shared.http.limits import caller_key
 from shared.http.responses import ErrorContext, error_response, render_error
+from shared.inflight import IN_FLIGHT
 from shared.runtime import Runtime, runtime
 
 CORRELATION_HEADER = "x-correlation-id"
@@ -72,6 +75,8 @@ MAX_QUERY_FIELDS = 20
 # Whole-string checks use `fullmatch`: `match` with `$` also accepts a final "\n".
 _CORRELATION = re.compile(r"[A-Za-z0-9._-]{8,64}")
 _PARAM_NAME = re.compile(r"[A-Za-z0-9$@._-]{1,40}")
+
+
 # RFC 6750 b64token, one space after a case-insensitive scheme; nothing else on the line.
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9\-._~+/]+=*)")
 
@@ -321,36 +326,38 @@ def endpoint(
     `asynchronous`: an `async def` function, run on the worker's event loop (see above)."""
 
     def function(req: func.HttpRequest) -> func.HttpResponse:
-        invocation = _Invocation(req, route, on_loop=False)
-        try:
-            request = invocation.admit(policy, params)
-            # Last before the handler, so that only requests that will go downstream count, and
-            # a request refused here has cost no token exchange and no Dataverse call.
-            with request.runtime.callers.held(caller_key(request.principal)):
-                answer = handler(request)
-                response = (
-                    answer
-                    if isinstance(answer, func.HttpResponse)
-                    else request.runtime.dataverse.run(answer, request.call)
-                )
-        except Exception as exc:
-            return invocation.failed(exc)
-        return invocation.answered(response)
+        with IN_FLIGHT:
+            invocation = _Invocation(req, route, on_loop=False)
+            try:
+                request = invocation.admit(policy, params)
+                # Last before the handler, so that only requests that will go downstream count,
+                # and a request refused here has cost no token exchange and no Dataverse call.
+                with request.runtime.callers.held(caller_key(request.principal)):
+                    answer = handler(request)
+                    response = (
+                        answer
+                        if isinstance(answer, func.HttpResponse)
+                        else request.runtime.dataverse.run(answer, request.call)
+                    )
+            except Exception as exc:
+                return invocation.failed(exc)
+            return invocation.answered(response)
 
     async def async_function(req: func.HttpRequest) -> func.HttpResponse:
-        invocation = _Invocation(req, route, on_loop=True)
-        try:
-            request = await invocation.admit_async(policy, params)
-            with request.runtime.callers.held(caller_key(request.principal)):
-                answer = handler(request)
-                response = (
-                    answer
-                    if isinstance(answer, func.HttpResponse)
-                    else await request.runtime.dataverse.run_async(answer, request.call)
-                )
-        except Exception as exc:
-            return invocation.failed(exc)
-        return invocation.answered(response)
+        with IN_FLIGHT:
+            invocation = _Invocation(req, route, on_loop=True)
+            try:
+                request = await invocation.admit_async(policy, params)
+                with request.runtime.callers.held(caller_key(request.principal)):
+                    answer = handler(request)
+                    response = (
+                        answer
+                        if isinstance(answer, func.HttpResponse)
+                        else await request.runtime.dataverse.run_async(answer, request.call)
+                    )
+            except Exception as exc:
+                return invocation.failed(exc)
+            return invocation.answered(response)
 
     chosen = async_function if asynchronous else function
     chosen.__name__ = chosen.__qualname__ = name

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 
-from bench.p10_throughput import CONFIGS, Cores, Measured, placed
+from bench.p10_throughput import CONFIGS, Measured
+from bench.placement import Cores, placed, placed_process
 
 CPU = {"API": 8.0, "emulators": 8.0, "clients": 2.0, "store": 0.0}
 
@@ -46,3 +47,23 @@ def test_placing_a_thread_is_undone_afterwards() -> None:
     with placed(one):
         assert os.sched_getaffinity(0) == one
     assert os.sched_getaffinity(0) == before
+
+
+def test_placing_the_process_moves_every_thread_and_puts_each_back() -> None:
+    import threading
+
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait, args=(10,))
+    worker.start()
+    try:
+        before = os.sched_getaffinity(0)
+        one = frozenset(sorted(before)[:1])
+        assert worker.native_id is not None
+        with placed_process(one):
+            assert os.sched_getaffinity(0) == one
+            assert os.sched_getaffinity(worker.native_id) == one
+        assert os.sched_getaffinity(0) == before
+        assert os.sched_getaffinity(worker.native_id) == before
+    finally:
+        release.set()
+        worker.join()

@@ -47,11 +47,13 @@ def test_a_fresh_instance_fetches_keys_and_discovery_before_its_first_request(
 ) -> None:
     # The Dataverse emulator learns Entra's current keys now, so that its own key fetch (it
     # validates Dataverse tokens) cannot land in the log below.
-    assert api.call("GET", PATH, user="alice").status_code == 200
+    warmed = api.call("GET", PATH, user="alice")
+    assert warmed.status_code == 200, warmed.text
     entra_mark, _ = api.marks()
 
     (instance,) = instances(1)
-    # Keys (v2 and v1 discovery, then the JWKS) and both MSAL clients (a v2 discovery each).
+    # Keys (v2 and v1 discovery, then the JWKS) and both MSAL clients (a v2 discovery each;
+    # the app-mode one last, once no request is being served).
     expected = ["keys", "v1", "v2", "v2", "v2"]
     wait_until(
         lambda: sorted(metadata(api.entra_requests(entra_mark))) == expected,

@@ -28,7 +28,11 @@ from tests.devstack.dataverse_helpers import Tokens
 class Prepared:
     def __init__(self, fails: bool = False) -> None:
         self.calls = 0
+        self.deferred = 0
         self.fails = fails
+
+    def defer(self) -> None:
+        self.deferred += 1
 
     def prepare(self) -> None:
         self.calls += 1
@@ -39,7 +43,7 @@ class Prepared:
 def fake_runtime(dataverse: Prepared) -> Any:
     return SimpleNamespace(
         keys=SimpleNamespace(prefetch=lambda: None),
-        downstream=SimpleNamespace(prepare=lambda: None, prime_credential=lambda: None),
+        downstream=SimpleNamespace(prepare=lambda app=True: None, prime_credential=lambda: None),
         dataverse=dataverse,
         store=None,
     )
@@ -49,14 +53,14 @@ def test_the_warm_up_prepares_the_async_dataverse_client(monkeypatch: pytest.Mon
     dataverse = Prepared()
     monkeypatch.setattr("shared.runtime.runtime", lambda early=None: fake_runtime(dataverse))
     warmup.warm()
+    assert dataverse.deferred == 1
     assert dataverse.calls == 1
 
 
-def test_the_dataverse_client_is_prepared_after_the_keys_and_msal(
+def test_the_dataverse_client_is_prepared_after_what_a_first_request_needs_first(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     done: list[str] = []
-    seen: list[list[str]] = []
 
     def slow(name: str) -> Any:
         def step() -> None:
@@ -65,15 +69,54 @@ def test_the_dataverse_client_is_prepared_after_the_keys_and_msal(
 
         return step
 
+    def prepare(app: bool = True) -> None:
+        slow("msal app" if app else "msal obo")()
+
     rt = SimpleNamespace(
         keys=SimpleNamespace(prefetch=slow("keys")),
-        downstream=SimpleNamespace(prepare=slow("msal"), prime_credential=slow("credential")),
-        dataverse=SimpleNamespace(prepare=lambda: seen.append(sorted(done))),
+        downstream=SimpleNamespace(prepare=prepare, prime_credential=slow("credential")),
+        dataverse=SimpleNamespace(defer=lambda: done.append("deferred"), prepare=slow("aiohttp")),
         store=None,
     )
     monkeypatch.setattr("shared.runtime.runtime", lambda early=None: rt)
     warmup.warm()
-    assert seen == [["credential", "keys", "msal"]]
+    # Deferred first (requests meanwhile go through the sync pool); the keys, the On-Behalf-Of
+    # client and the credential side by side; then aiohttp; the app-mode client last.
+    assert done[0] == "deferred"
+    assert sorted(done[1:4]) == ["credential", "keys", "msal obo"]
+    assert done[4:] == ["aiohttp", "msal app"]
+
+
+def test_the_last_steps_wait_for_a_moment_without_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from shared.inflight import IN_FLIGHT
+
+    prepared = threading.Event()
+    dataverse = SimpleNamespace(defer=lambda: None, prepare=prepared.set)
+    rt = fake_runtime(dataverse)
+    monkeypatch.setattr("shared.runtime.runtime", lambda early=None: rt)
+    with IN_FLIGHT:  # a request is being served
+        warming = threading.Thread(target=warmup.warm)
+        warming.start()
+        assert not prepared.wait(0.3)
+    assert prepared.wait(5)  # the request is answered: now
+    warming.join(5)
+
+
+def test_under_load_the_last_steps_wait_no_longer_than_their_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared.inflight import IN_FLIGHT
+
+    dataverse = Prepared()
+    monkeypatch.setattr("shared.runtime.runtime", lambda early=None: fake_runtime(dataverse))
+    monkeypatch.setattr(warmup, "QUIET_WAIT_SECONDS", 0.1)
+    with IN_FLIGHT:  # requests all the while
+        warmup.warm()
+    assert dataverse.calls == 1
 
 
 def test_a_failure_to_prepare_is_logged_and_goes_no_further(
