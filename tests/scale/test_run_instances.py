@@ -212,7 +212,9 @@ def test_hosts_and_store_exit_when_the_stack_is_killed_outright(run_stack: RunSt
 
     os.kill(run.process.pid, signal.SIGKILL)  # no chance to stop anything
     run.process.wait(30)
-    assert wait_until_gone(children, 10) == set()
+    # They notice within half a second and stop gracefully; on a loaded machine (the whole
+    # suite at once) that has taken more than 10 s: the test is that they go, not how fast.
+    assert wait_until_gone(children, 45) == set()
 
 
 def test_a_busy_port_for_a_later_instance_is_a_one_line_error(run_stack: RunStack) -> None:
